@@ -1,0 +1,235 @@
+/* The transport contract: how the migration engine hands pages to a network
+ * and gets them back on the other side.
+ *
+ * A transport moves *operations*, not bytes: "place this page at this target
+ * offset", "these pages are zero", "this page has the content whose hash is
+ * H", plus a few control messages.  A byte-stream transport (TCP) serialises
+ * them as protocol v1 frames (docs/protocol.md); a packet transport frames
+ * them with its own reliability; a one-sided transport (RDMA) may write page
+ * data straight into the registered destination memory and deliver only the
+ * notification.
+ *
+ * A session is one migration's connection between a source and a target.
+ * It has one or more streams (like QEMU's multifd channels), each an ordered,
+ * reliable, bidirectional sequence of operations.  Stream 0 also carries the
+ * control conversation.  Operations on different streams are not ordered
+ * with respect to each other.
+ *
+ * Three roles, three places:
+ *   - include/ferry/transport.h (this file): what engines call and what
+ *     transports implement;
+ *   - dataplane/transport.c: the registry (fy_transport_find());
+ *   - dataplane/transport/<name>.c: one file per transport.  tcp.c is the
+ *     reference implementation to copy.
+ *
+ * Return convention: every function returns 0 (or a count, where stated) on
+ * success and a negative fy_err value on failure, with the detail recorded
+ * by fy_error() at the failure site.
+ */
+#ifndef FERRY_TRANSPORT_H
+#define FERRY_TRANSPORT_H
+
+#include <stdint.h>
+
+#include "ferry/classifier.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of this contract; a transport built for another is refused. */
+#define FY_TRANSPORT_ABI 1
+
+/* ---- operations ------------------------------------------------------ */
+
+enum fy_op_type {
+    FY_OP_PAGE = 1,      /* offset, hash, data = FY_PAGE_SIZE bytes */
+    FY_OP_ZERO = 2,      /* offset, len = bytes (whole pages) that are zero */
+    FY_OP_REF = 3,       /* offset, hash: content the target already holds */
+    FY_OP_ROUND_END = 4, /* offset = round; data = struct fy_round_counts */
+    FY_OP_ROUND_ACK = 5, /* offset = round; data = struct fy_round_ack */
+    FY_OP_MISS = 6,      /* data = uint64_t offsets[len / 8] to send again */
+    FY_OP_VERIFY = 7,    /* hash = digest of the whole source region */
+    FY_OP_VERIFY_RESULT = 8, /* hash = target's digest, offset = 1 if equal */
+    FY_OP_ERROR = 9,     /* offset = fy_err code, data = message (len bytes) */
+    FY_OP_DONE = 10,     /* the migration is over; the session may close */
+};
+
+/* Counts one stream sent in one round; the receiver checks them against
+ * what it received on that stream, so a lost operation cannot go unseen. */
+struct fy_round_counts {
+    uint64_t pages;      /* PAGE operations */
+    uint64_t zero_pages; /* pages covered by ZERO operations */
+    uint64_t ref_pages;  /* REF operations */
+    uint64_t ops;        /* all operations before this ROUND_END */
+};
+
+struct fy_round_ack {
+    uint64_t applied; /* pages placed this round, all streams */
+    uint64_t misses;  /* references the target could not resolve; the
+                         offsets follow in MISS operations on stream 0 */
+};
+
+#define FY_OP_F_FINAL 0x01 /* ROUND_END: this was the final round */
+#define FY_OP_F_FIXUP 0x02 /* ROUND_END: answers the misses of this round */
+
+struct fy_op {
+    uint8_t type;  /* enum fy_op_type */
+    uint8_t flags; /* FY_OP_F_* */
+    uint16_t reserved;
+    uint32_t pad;
+    uint64_t offset;
+    uint64_t len;
+    fy_hash128 hash;
+    const void *data;
+};
+
+/* ---- sessions and streams -------------------------------------------- */
+
+/* What the source announces in its handshake; the target's session carries
+ * the same. */
+struct fy_session_info {
+    uint8_t session_id[16];
+    uint64_t region_size; /* bytes; every offset must stay below this */
+    uint32_t page_size;   /* FY_PAGE_SIZE in protocol v1 */
+    uint32_t caps;        /* FY_CAP_* the sender uses */
+    uint32_t streams;
+};
+
+#define FY_CAP_ZERO 0x01  /* ZERO range operations */
+#define FY_CAP_REF 0x02   /* REF operations, answered with MISS if unknown */
+#define FY_CAP_MULTI 0x04 /* more than one stream */
+#define FY_CAPS_V1 (FY_CAP_ZERO | FY_CAP_REF | FY_CAP_MULTI)
+
+struct fy_stream;
+
+/* Sends ops[0..n-1] in order.  Returns how many were accepted (0..n); the
+ * caller sends the rest again.  The data of accepted operations may be
+ * reused as soon as this returns.  Blocks until at least one is accepted or
+ * the session's timeout passes (-FY_E_TIMEOUT).  One sending thread per
+ * stream at a time; it may be another thread than the one receiving on the
+ * stream, and different streams may be used from different threads. */
+typedef int (*fy_tx_burst_fn)(struct fy_stream *s, const struct fy_op *ops,
+                              unsigned n);
+
+/* Receives up to 'max' operations into ops[].  Waits up to 'timeout_ms'
+ * (-1: forever) for the first one.  Returns the count (>= 1), 0 on timeout,
+ * -FY_E_CLOSED when the peer closed between operations, and another
+ * negative error for a broken stream (truncated or malformed frame: see
+ * docs/protocol.md).  The data pointers stay valid until the next call on
+ * this stream.  Offsets of PAGE, ZERO and REF are already checked against
+ * the session's region size and page alignment.  One thread per stream. */
+typedef int (*fy_rx_burst_fn)(struct fy_stream *s, struct fy_op *ops,
+                              unsigned max, int timeout_ms);
+
+struct fy_stream {
+    fy_tx_burst_fn tx_burst; /* hot path: plain pointers, no ops lookup */
+    fy_rx_burst_fn rx_burst;
+    struct fy_session *session;
+    unsigned index;
+    uint64_t tx_wire_bytes; /* bytes this stream put on the wire */
+    uint64_t rx_wire_bytes;
+};
+
+struct fy_transport_ops;
+
+struct fy_session {
+    const struct fy_transport_ops *ops;
+    struct fy_session_info info;
+    unsigned nstreams;
+    struct fy_stream **streams; /* nstreams entries */
+    char peer[64];              /* "ADDR:PORT" of the peer, for messages */
+};
+
+/* ---- setting up ------------------------------------------------------- */
+
+struct fy_transport_opts {
+    unsigned streams;   /* connect: streams to open; 0: one per online CPU */
+    unsigned sockbuf;   /* socket buffer bytes; 0: 4 MiB */
+    int timeout_ms;     /* connect/accept/send/receive limit; 0: 30000 */
+    const char *bind;   /* connect: local address to send from (the host's
+                           network for this traffic), or NULL */
+};
+
+struct fy_accept_params {
+    uint64_t region_size;      /* refuse a source announcing another size;
+                                  0 accepts any */
+    void *placement;           /* destination memory, for transports that
+                                  write pages directly into it; may be NULL */
+    const uint8_t *session_id; /* 16 bytes: accept only this session; NULL:
+                                  any */
+};
+
+struct fy_listener {
+    const struct fy_transport_ops *ops;
+    char addr[64]; /* the bound "ADDR:PORT" (the real port if 0 was asked) */
+};
+
+struct fy_transport_ops {
+    unsigned abi;     /* FY_TRANSPORT_ABI */
+    const char *name; /* "tcp", "dpdk", ... */
+    const char *description;
+
+    /* Starts listening at 'addr' ("HOST:PORT"; port 0 picks one, see
+     * listener->addr).  Required. */
+    int (*listen)(const char *addr, const struct fy_transport_opts *opts,
+                  struct fy_listener **out);
+
+    /* Waits for one source to open a whole session (every stream), checks
+     * its handshake against 'params', answers it (an ERROR frame when
+     * refused) and returns the session.  Blocks up to the listener's
+     * timeout.  Required. */
+    int (*accept)(struct fy_listener *l, const struct fy_accept_params *params,
+                  struct fy_session **out);
+
+    /* Stops listening and frees the listener.  NULL is allowed. Required. */
+    void (*listener_close)(struct fy_listener *l);
+
+    /* Opens a session to 'addr' with opts->streams streams and performs the
+     * handshake announcing 'info' (its 'streams' field is filled in).  On
+     * failure nothing stays open.  Required. */
+    int (*connect)(const char *addr, const struct fy_transport_opts *opts,
+                   const struct fy_session_info *info,
+                   struct fy_session **out);
+
+    /* Makes every blocked or later tx/rx call on the session fail with
+     * -FY_E_CANCELLED, so the threads using it can be joined.  Safe from
+     * any thread.  Required. */
+    void (*shutdown)(struct fy_session *s);
+
+    /* Closes every stream and frees the session.  No thread may be inside
+     * tx/rx.  NULL is allowed.  Required. */
+    void (*close)(struct fy_session *s);
+};
+
+/* The transport named 'name', or NULL (with the error recorded, listing the
+ * transports this build has). */
+const struct fy_transport_ops *fy_transport_find(const char *name);
+
+/* Comma-separated names of the transports this build has. */
+const char *fy_transport_names(void);
+
+/* Convenience wrappers over s->ops. */
+static inline void fy_session_shutdown(struct fy_session *s)
+{
+    if (s)
+        s->ops->shutdown(s);
+}
+
+static inline void fy_session_close(struct fy_session *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+/* Sends all n operations, retrying partial sends.  Returns 0 or an error. */
+int fy_stream_send_all(struct fy_stream *s, const struct fy_op *ops,
+                       unsigned n);
+
+extern const struct fy_transport_ops fy_transport_tcp;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_TRANSPORT_H */
