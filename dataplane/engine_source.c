@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dataplane/digest.h"
 #include "dataplane/engine_internal.h"
 #include "dataplane/protocol.h"
 
@@ -37,6 +38,9 @@ struct src {
     fy_hash128 zero_hash;
     uint64_t *dirty;          /* pages this round moves */
     uint64_t *scratch_bm;     /* dirty log read during switchover */
+    uint64_t *final_bm;       /* pages the final round read (paused), whose
+                                 page map entries are the bytes' hashes */
+    bool all_hashed;          /* the final re-hash scan read every page */
     unsigned round;
     bool final;
     uint64_t next_chunk;      /* work cursor of the round (atomic) */
@@ -445,7 +449,12 @@ static int verify(struct src *m, struct fy_migration_stats *out)
     fy_hash128 digest;
     int rc;
 
-    if ((rc = fy_region_digest(m->r, 0, &digest)) < 0)
+    /* Every page's hash from the bytes held now, the writer paused: the
+     * final round just hashed its pages (and a re-hash scan all of them);
+     * read only the rest. */
+    rc = fy_digest_pages(m->r, &m->held, m->all_hashed ? NULL : m->final_bm,
+                         0, &digest);
+    if (rc < 0)
         return rc;
     op.hash = digest;
     if ((rc = fy_stream_send_all(m->s->streams[0], &op, 1)) < 0)
@@ -507,8 +516,9 @@ static int src_init(struct src *m, struct fy_region *r, struct fy_session *s,
         return m->space;
     m->dirty = calloc(m->nwords, 8);
     m->scratch_bm = calloc(m->nwords, 8);
+    m->final_bm = calloc(m->nwords, 8);
     m->senders = calloc(s->nstreams, sizeof(*m->senders));
-    if (!m->dirty || !m->scratch_bm || !m->senders)
+    if (!m->dirty || !m->scratch_bm || !m->final_bm || !m->senders)
         return fy_error(FY_E_NOMEM, "no memory for the dirty bitmaps of %s",
                         fy_region_name(r));
     for (unsigned i = 0; i < s->nstreams; i++) {
@@ -537,6 +547,7 @@ static void src_fini(struct src *m)
     free(m->senders);
     free(m->dirty);
     free(m->scratch_bm);
+    free(m->final_bm);
     if (m->dedup && m->space >= 0)
         fy_dedup_remove_space(m->dedup, m->space);
     if (m->own_dedup)
@@ -591,6 +602,8 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
         double t0 = fy_now();
 
         st.final = m.final;
+        if (m.final)
+            memcpy(m.final_bm, m.dirty, m.nwords * 8);
         if ((rc = run_round(&m, &st)) < 0)
             goto out;
         memset(m.dirty, 0, m.nwords * 8);
@@ -638,6 +651,7 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
                 memset(m.dirty, 0, m.nwords * 8);
                 if ((rc = collect_dirty(&m, &ndirty, &scan)) < 0)
                     goto out;
+                m.all_hashed = true;
             }
         }
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/digest.h"
 #include "dataplane/engine_internal.h"
 #include "dataplane/protocol.h"
 
@@ -30,6 +31,7 @@ struct receiver {
     uint64_t pages[RX_BURST];   /* PAGE operations not yet written */
     const void *data[RX_BURST];
     fy_hash128 hashes[RX_BURST];
+    bool unchecked[RX_BURST];   /* the transport left the hash to us */
     unsigned npending;
 };
 
@@ -80,16 +82,51 @@ static void fail(struct tgt *m, int rc)
 
 /* ---- placing pages ---------------------------------------------------- */
 
+static int page_checksum_error(struct receiver *w, unsigned i, fy_hash128 got)
+{
+    return fy_error(FY_E_CHECKSUM,
+                    "stream %u: the page for offset 0x%llx hashes to "
+                    "%016llx%016llx, its frame says %016llx%016llx",
+                    w->stream->index,
+                    (unsigned long long)(w->pages[i] << FY_PAGE_SHIFT),
+                    (unsigned long long)got.hi, (unsigned long long)got.lo,
+                    (unsigned long long)w->hashes[i].hi,
+                    (unsigned long long)w->hashes[i].lo);
+}
+
+/* Writes the pending pages.  Pages the transport did not check are checked
+ * here: in place for a mapped region, so the page map records the hash of
+ * the bytes this side really holds (the digest relies on it); before the
+ * write for a remote one.  A page that fails its check stays inside the
+ * region, and the session ends. */
 static int flush_pages(struct receiver *w)
 {
     struct tgt *m = w->m;
+    const uint8_t *base = fy_region_base(m->r);
     int rc;
 
     if (!w->npending)
         return 0;
+    if (!base)
+        for (unsigned i = 0; i < w->npending; i++) {
+            fy_hash128 got;
+            if (w->unchecked[i] &&
+                !fy_hash_eq(got = fy_page_hash(w->data[i]), w->hashes[i]))
+                return page_checksum_error(w, i, got);
+        }
     rc = fy_region_write_pages(m->r, w->pages, w->data, w->npending);
     if (rc < 0)
         return rc;
+    if (base)
+        for (unsigned i = 0; i < w->npending; i++) {
+            fy_hash128 got;
+            if (w->unchecked[i] &&
+                !fy_hash_eq(got = fy_page_hash(base + (w->pages[i] << FY_PAGE_SHIFT)),
+                            w->hashes[i])) {
+                fy_pagemap_set(&m->held, w->pages[i], got);
+                return page_checksum_error(w, i, got);
+            }
+        }
     for (unsigned i = 0; i < w->npending; i++) {
         fy_pagemap_set(&m->held, w->pages[i], w->hashes[i]);
         fy_dedup_insert(m->dedup, w->hashes[i],
@@ -334,7 +371,23 @@ static int answer_verify(struct tgt *m, const struct fy_op *req)
     double t0 = fy_now();
     int rc;
 
-    if ((rc = fy_region_digest(m->r, 0, &digest)) < 0)
+    /* The page map holds the hash of every page as placed (checked in
+     * place, zeroed, or copied and re-hashed); only pages it does not know
+     * are read. */
+    uint64_t *known = NULL, nunknown = 0;
+    for (uint64_t p = 0; p < m->npages; p++)
+        nunknown += fy_hash_is_unknown(fy_pagemap_get(&m->held, p));
+    if (nunknown) {
+        known = calloc((m->npages + 63) / 64, 8);
+        if (!known)
+            return fy_error(FY_E_NOMEM, "no memory for the digest bitmap");
+        for (uint64_t p = 0; p < m->npages; p++)
+            if (!fy_hash_is_unknown(fy_pagemap_get(&m->held, p)))
+                known[p >> 6] |= 1ull << (p & 63);
+    }
+    rc = fy_digest_pages(m->r, &m->held, known, 0, &digest);
+    free(known);
+    if (rc < 0)
         return rc;
     m->tot.verify_seconds = fy_now() - t0;
     m->tot.digest = digest;
@@ -370,6 +423,7 @@ static int handle(struct receiver *w, const struct fy_op *op)
         w->pages[w->npending] = op->offset >> FY_PAGE_SHIFT;
         w->data[w->npending] = op->data;
         w->hashes[w->npending] = op->hash;
+        w->unchecked[w->npending] = op->flags & FY_OP_F_UNCHECKED;
         if (++w->npending == RX_BURST && (rc = flush_pages(w)) < 0)
             return rc;
         w->got.pages++;

@@ -55,6 +55,10 @@ enum fy_frame_type {
 struct fy_proto_limits {
     uint64_t region_size;
     uint32_t page_size;
+    /* Leave the page hash of PAGE frames to the receiver, which checks it
+     * where it places the page (the decoded op carries FY_OP_F_UNCHECKED).
+     * Saves hashing each page twice. */
+    bool defer_page_check;
 };
 
 /* Bytes fy_proto_encode() writes for 'op': header plus the inline payload,

@@ -25,7 +25,7 @@ struct fy_region {
     int fd;
     uint64_t file_offset;
     bool can_punch;
-    bool seek_holes;
+    bool use_mincore;
     /* remote */
     pid_t pid;
     uint64_t addr;
@@ -77,7 +77,7 @@ static int map_fd(int fd, uint64_t offset, uint64_t len,
     r->access = access;
     r->file_offset = offset;
     r->can_punch = (access & FY_REGION_WRITE) != 0;
-    r->seek_holes = true;
+    r->use_mincore = true;
     snprintf(r->name, sizeof(r->name), "%s", name);
     r->base = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)offset);
     if (r->base == MAP_FAILED) {
@@ -240,34 +240,50 @@ int fy_region_prefault(struct fy_region *r)
     return 0;
 }
 
-int fy_region_find_data(struct fy_region *r, uint64_t offset, uint64_t *data,
-                        uint64_t *hole)
+int fy_region_resident(struct fy_region *r, uint64_t first, uint64_t n,
+                       uint8_t *vec)
 {
-    off_t d, h;
+    uint64_t npages = r->size >> FY_PAGE_SHIFT;
 
-    if (offset > r->size)
-        return fy_error(FY_E_RANGE, "offset %llu past the end of %s",
-                        (unsigned long long)offset, r->name);
-    *data = offset;
-    *hole = r->size;
-    if (r->fd < 0 || !r->seek_holes || offset == r->size)
-        return 0;
-    d = lseek(r->fd, (off_t)(r->file_offset + offset), SEEK_DATA);
-    if (d < 0) {
-        if (errno == ENXIO) { /* nothing but holes to the end of the file */
-            *data = *hole = r->size;
-            return 0;
-        }
-        r->seek_holes = false; /* not supported here: everything is data */
+    if (first > npages || n > npages - first)
+        return fy_error(FY_E_RANGE, "pages %llu+%llu outside %s",
+                        (unsigned long long)first, (unsigned long long)n, r->name);
+    if (!r->base || r->fd < 0 || !r->use_mincore) {
+        memset(vec, 1, n);
         return 0;
     }
-    h = lseek(r->fd, d, SEEK_HOLE);
-    *data = (uint64_t)d - r->file_offset;
-    *hole = h < 0 ? r->size : (uint64_t)h - r->file_offset;
-    if (*data > r->size)
-        *data = r->size;
-    if (*hole > r->size)
-        *hole = r->size;
+    if (mincore(r->base + (first << FY_PAGE_SHIFT), n << FY_PAGE_SHIFT, vec) < 0) {
+        r->use_mincore = false; /* cannot tell: read everything as mapped */
+        memset(vec, 1, n);
+        return 0;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        vec[i] &= 1;
+    return 0;
+}
+
+int fy_region_read_nofault(struct fy_region *r, uint64_t offset, void *buf,
+                           uint64_t len)
+{
+    uint8_t *dst = buf;
+    int rc;
+
+    if (r->fd < 0)
+        return fy_region_read(r, offset, buf, len);
+    if ((rc = check_range(r, offset, len)) < 0)
+        return rc;
+    while (len) {
+        ssize_t k = pread(r->fd, dst, len, (off_t)(r->file_offset + offset));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? fy_error_sys("cannot read %s", r->name)
+                         : fy_error(FY_E_IO, "%s: file shorter than the region",
+                                    r->name);
+        dst += k;
+        offset += (uint64_t)k;
+        len -= (uint64_t)k;
+    }
     return 0;
 }
 
@@ -343,6 +359,49 @@ static int check_pages(const struct fy_region *r, const uint64_t *pages,
     return 0;
 }
 
+/* Pages of a mapped region: copied through the mapping when in memory,
+ * read through the file when not, so holes (never-touched guest memory) are
+ * not allocated just to be found zero.  Residency is asked once per batch
+ * when its pages lie close together, as a round's pages do. */
+#define RESIDENT_SPAN 4096
+
+static int read_mapped(struct fy_region *r, const uint64_t *pages, unsigned n,
+                       uint8_t *dst)
+{
+    uint8_t vec[RESIDENT_SPAN];
+    uint64_t lo = pages[0], hi = pages[0];
+    bool know = false;
+    int rc;
+
+    for (unsigned i = 1; i < n; i++) {
+        lo = pages[i] < lo ? pages[i] : lo;
+        hi = pages[i] > hi ? pages[i] : hi;
+    }
+    if (r->fd >= 0 && r->use_mincore && hi - lo < RESIDENT_SPAN) {
+        if ((rc = fy_region_resident(r, lo, hi - lo + 1, vec)) < 0)
+            return rc;
+        know = true;
+    }
+    for (unsigned i = 0; i < n;) {
+        uint8_t *out = dst + ((size_t)i << FY_PAGE_SHIFT);
+        uint64_t off = pages[i] << FY_PAGE_SHIFT;
+        unsigned run = 1;
+        if (!know || vec[pages[i] - lo]) {
+            memcpy(out, r->base + off, FY_PAGE_SIZE);
+            i++;
+            continue;
+        }
+        /* One read for a run of consecutive pages not in memory. */
+        while (i + run < n && pages[i + run] == pages[i] + run &&
+               !vec[pages[i + run] - lo])
+            run++;
+        if ((rc = fy_region_read_nofault(r, off, out, (uint64_t)run << FY_PAGE_SHIFT)) < 0)
+            return rc;
+        i += run;
+    }
+    return 0;
+}
+
 int fy_region_read_pages(struct fy_region *r, const uint64_t *pages,
                          unsigned n, void *buf)
 {
@@ -351,12 +410,8 @@ int fy_region_read_pages(struct fy_region *r, const uint64_t *pages,
 
     if ((rc = check_pages(r, pages, n)) < 0)
         return rc;
-    if (r->base) {
-        for (unsigned i = 0; i < n; i++)
-            memcpy(dst + ((size_t)i << FY_PAGE_SHIFT),
-                   r->base + (pages[i] << FY_PAGE_SHIFT), FY_PAGE_SIZE);
-        return 0;
-    }
+    if (r->base)
+        return read_mapped(r, pages, n, dst);
     while (n) {
         unsigned k = n < REMOTE_BATCH ? n : REMOTE_BATCH;
         struct iovec local[REMOTE_BATCH];

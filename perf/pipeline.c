@@ -243,7 +243,8 @@ static void run_target(const struct fy_transport_ops *t, struct fy_listener *l,
     struct target_report rep = {0};
     struct fy_session *s = NULL;
     struct fy_accept_params ap = {.region_size = fy_region_size(dst),
-                                  .placement = fy_region_base(dst)};
+                                  .placement = fy_region_base(dst),
+                                  .receiver_checks_pages = true};
     struct fy_target_params tp = {.fresh = true};
 
     /* The destination VM's memory exists before its pages arrive (QEMU with

@@ -752,6 +752,8 @@ static int tcp_accept(struct fy_listener *fl,
             s->pub.info = info;
             memcpy(s->pub.peer, peer, sizeof(s->pub.peer));
             set_limits(s);
+            for (unsigned i = 0; params && i < s->pub.nstreams; i++)
+                s->st[i].lim.defer_page_check = params->receiver_checks_pages;
         }
         s->st[idx].fd = fd;
         if (++joined == s->pub.nstreams)

@@ -125,8 +125,10 @@ int fy_migrate_target(struct fy_region *dst, struct fy_session *s,
                       const struct fy_target_params *p,
                       struct fy_migration_stats *out);
 
-/* The digest both sides compare: XXH3-128 over the XXH3-128 of each 1 MiB
- * chunk of the region, computed with 'threads' threads (0: one per CPU). */
+/* The digest both sides compare: XXH3-128 over the XXH3-128 of every page
+ * (16 bytes each, little-endian, low half first), computed from the
+ * region's bytes with 'threads' threads (0: one per CPU).  Holes are known
+ * to be zero without being read. */
 int fy_region_digest(struct fy_region *r, unsigned threads, fy_hash128 *out);
 
 #ifdef __cplusplus

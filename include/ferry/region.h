@@ -60,14 +60,18 @@ int fy_region_open_pid(pid_t pid, uint64_t addr, uint64_t len,
  * page faults.  A remote region is left as it is. */
 int fy_region_prefault(struct fy_region *r);
 
-/* Where data is: *data is the first offset >= 'offset' that may hold
- * non-zero bytes, *hole the first offset >= *data that is a hole (reads as
- * zero without holding memory), both capped at the region size.  Regions
- * that cannot tell (remote, or a file system without SEEK_HOLE) report all
- * data.  Lets a reader skip never-touched guest memory without faulting it
- * in. */
-int fy_region_find_data(struct fy_region *r, uint64_t offset, uint64_t *data,
-                        uint64_t *hole);
+/* Sets vec[i] to 1 if page first + i is in memory (reading it through the
+ * mapping allocates nothing) and to 0 if not: a hole, which reads as zero,
+ * or a page swapped out.  Read the latter with fy_region_read_nofault().
+ * Remote regions report every page as resident. */
+int fy_region_resident(struct fy_region *r, uint64_t first, uint64_t n,
+                       uint8_t *vec);
+
+/* Copies 'len' bytes at 'offset' into 'buf' like fy_region_read(), but
+ * through the file (pread) when the region has one, so holes read as zero
+ * without being allocated in the page cache as a mapping fault would. */
+int fy_region_read_nofault(struct fy_region *r, uint64_t offset, void *buf,
+                           uint64_t len);
 
 /* Unmaps and closes.  NULL is allowed. */
 void fy_region_close(struct fy_region *r);

@@ -72,6 +72,10 @@ struct fy_round_ack {
 
 #define FY_OP_F_FINAL 0x01 /* ROUND_END: this was the final round */
 #define FY_OP_F_FIXUP 0x02 /* ROUND_END: answers the misses of this round */
+/* Received PAGE only, never on the wire: its data has not been checked
+ * against op->hash yet; the receiver must check it (see
+ * fy_accept_params.receiver_checks_pages). */
+#define FY_OP_F_UNCHECKED 0x80
 
 struct fy_op {
     uint8_t type;  /* enum fy_op_type */
@@ -118,7 +122,8 @@ typedef int (*fy_tx_burst_fn)(struct fy_stream *s, const struct fy_op *ops,
  * negative error for a broken stream (truncated or malformed frame: see
  * docs/protocol.md).  The data pointers stay valid until the next call on
  * this stream.  Offsets of PAGE, ZERO and REF are already checked against
- * the session's region size and page alignment.  One thread per stream. */
+ * the session's region size and page alignment, and PAGE data against its
+ * hash unless the op carries FY_OP_F_UNCHECKED.  One thread per stream. */
 typedef int (*fy_rx_burst_fn)(struct fy_stream *s, struct fy_op *ops,
                               unsigned max, int timeout_ms);
 
@@ -158,6 +163,11 @@ struct fy_accept_params {
                                   write pages directly into it; may be NULL */
     const uint8_t *session_id; /* 16 bytes: accept only this session; NULL:
                                   any */
+    bool receiver_checks_pages; /* the caller checks each received PAGE
+                                  against its hash where it places it, so
+                                  the transport need not: PAGE ops then
+                                  carry FY_OP_F_UNCHECKED (fy_migrate_target
+                                  does this check) */
 };
 
 struct fy_listener {
