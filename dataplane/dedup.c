@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ferry/dedup.h"
+#include "dataplane/hugemem.h"
 #include "ferry/error.h"
 
 #define PAGE_BITS 40
@@ -33,7 +34,7 @@ int fy_pagemap_init(struct fy_pagemap *pm, uint64_t npages)
     if (!pm || npages == 0)
         return fy_error(FY_E_INVAL, "page map of %llu pages",
                         (unsigned long long)npages);
-    pm->held = calloc(npages, sizeof(*pm->held));
+    pm->held = fy_huge_alloc(npages * sizeof(*pm->held));
     if (!pm->held)
         return fy_error(FY_E_NOMEM, "no memory for a page map of %llu pages",
                         (unsigned long long)npages);
@@ -45,7 +46,7 @@ void fy_pagemap_fini(struct fy_pagemap *pm)
 {
     if (!pm)
         return;
-    free(pm->held);
+    fy_huge_free(pm->held, pm->npages * sizeof(*pm->held));
     pm->held = NULL;
     pm->npages = 0;
 }
@@ -64,7 +65,7 @@ struct fy_dedup *fy_dedup_create(uint64_t distinct)
         fy_error(FY_E_NOMEM, "no memory for a dedup index");
         return NULL;
     }
-    d->slots = calloc(slots, sizeof(*d->slots));
+    d->slots = fy_huge_alloc(slots * sizeof(*d->slots));
     if (!d->slots) {
         fy_error(FY_E_NOMEM, "no memory for a dedup index of %llu slots",
                  (unsigned long long)slots);
@@ -79,7 +80,7 @@ void fy_dedup_destroy(struct fy_dedup *d)
 {
     if (!d)
         return;
-    free(d->slots);
+    fy_huge_free(d->slots, d->nslots * sizeof(*d->slots));
     free(d);
 }
 
@@ -179,7 +180,7 @@ bool fy_dedup_lookup(struct fy_dedup *d, fy_hash128 h, struct fy_dedup_loc *loc)
 
 bool fy_dedup_insert(struct fy_dedup *d, fy_hash128 h, struct fy_dedup_loc loc)
 {
-    uint64_t i = home_of(d, h);
+    uint64_t home = home_of(d, h), i;
     uint64_t tag = tag_of(h);
     uint64_t want;
     fy_hash128 held;
@@ -187,28 +188,47 @@ bool fy_dedup_insert(struct fy_dedup *d, fy_hash128 h, struct fy_dedup_loc loc)
     if (loc.space >= FY_DEDUP_MAX_SPACES || loc.page >= PAGE_LIMIT)
         return false;
     want = pack(h, loc);
+    /* An entry for h sits before the first empty slot of its chain (slots
+     * are never emptied), so: look for it up to there, else take that
+     * empty slot.  Only a matching tag costs a look at the page map. */
+    i = home;
     for (unsigned probe = 0; probe < MAX_PROBE;) {
         uint64_t s = __atomic_load_n(&d->slots[i], __ATOMIC_ACQUIRE);
-        bool live = s != 0 && slot_content(d, s, &held);
-
-        if (s == 0 || !live || tag_of(held) != (s >> 48)) {
-            /* Empty or stale: claim it.  On a lost race look again. */
+        if (s == 0) {
             if (__atomic_compare_exchange_n(&d->slots[i], &s, want, false,
-                                            __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE)) {
-                if (s == 0)
-                    __atomic_fetch_add(&d->used, 1, __ATOMIC_RELAXED);
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                __atomic_fetch_add(&d->used, 1, __ATOMIC_RELAXED);
                 return true;
             }
+            continue; /* lost a race for it: look at what is there now */
+        }
+        if ((s >> 48) == tag && slot_content(d, s, &held) && fy_hash_eq(held, h))
+            return true; /* a valid location for h is already known */
+        i = next_slot(d, i);
+        probe++;
+    }
+    /* A crowded neighbourhood: reuse a slot whose location no longer holds
+     * what the slot says (its page was overwritten), in place. */
+    i = home;
+    for (unsigned probe = 0; probe < MAX_PROBE;) {
+        uint64_t s = __atomic_load_n(&d->slots[i], __ATOMIC_ACQUIRE);
+        bool live = slot_content(d, s, &held);
+        if (!live || tag_of(held) != (s >> 48)) {
+            if (__atomic_compare_exchange_n(&d->slots[i], &s, want, false,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                return true;
             continue;
         }
-        if ((s >> 48) == tag && fy_hash_eq(held, h))
-            return true; /* a valid location for h is already known */
         i = next_slot(d, i);
         probe++;
     }
     __atomic_fetch_add(&d->dropped, 1, __ATOMIC_RELAXED);
     return false;
+}
+
+void fy_dedup_prefetch(const struct fy_dedup *d, fy_hash128 h)
+{
+    __builtin_prefetch(&d->slots[home_of(d, h)], 0, 1);
 }
 
 void fy_dedup_get_stats(const struct fy_dedup *d, struct fy_dedup_stats *st)

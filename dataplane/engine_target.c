@@ -32,6 +32,9 @@ struct receiver {
     const void *data[RX_BURST];
     fy_hash128 hashes[RX_BURST];
     bool unchecked[RX_BURST];   /* the transport left the hash to us */
+    bool placed[RX_BURST];      /* the transport wrote it in place */
+    uint64_t copy_pages[RX_BURST];
+    const void *copy_data[RX_BURST];
     unsigned npending;
 };
 
@@ -114,8 +117,14 @@ static int flush_pages(struct receiver *w)
                 !fy_hash_eq(got = fy_page_hash(w->data[i]), w->hashes[i]))
                 return page_checksum_error(w, i, got);
         }
-    rc = fy_region_write_pages(m->r, w->pages, w->data, w->npending);
-    if (rc < 0)
+    /* Pages the transport placed already sit where they belong. */
+    unsigned copy = 0;
+    for (unsigned i = 0; i < w->npending; i++)
+        if (!w->placed[i]) {
+            w->copy_pages[copy] = w->pages[i];
+            w->copy_data[copy++] = w->data[i];
+        }
+    if (copy && (rc = fy_region_write_pages(m->r, w->copy_pages, w->copy_data, copy)) < 0)
         return rc;
     if (base)
         for (unsigned i = 0; i < w->npending; i++) {
@@ -424,6 +433,9 @@ static int handle(struct receiver *w, const struct fy_op *op)
         w->data[w->npending] = op->data;
         w->hashes[w->npending] = op->hash;
         w->unchecked[w->npending] = op->flags & FY_OP_F_UNCHECKED;
+        fy_dedup_prefetch(m->dedup, op->hash); /* inserted at the flush */
+        w->placed[w->npending] = (op->flags & FY_OP_F_PLACED) &&
+                                 op->data == (const uint8_t *)fy_region_base(m->r) + op->offset;
         if (++w->npending == RX_BURST && (rc = flush_pages(w)) < 0)
             return rc;
         w->got.pages++;
@@ -507,7 +519,13 @@ static int receive_loop(struct receiver *w)
 static void *receiver_main(void *arg)
 {
     struct receiver *w = arg;
-    int rc = receive_loop(w);
+    char name[16];
+    int rc;
+
+    /* Named for top -H and perf: "fy-recv-N". */
+    snprintf(name, sizeof(name), "fy-recv-%u", w->stream->index);
+    pthread_setname_np(pthread_self(), name);
+    rc = receive_loop(w);
 
     if (rc < 0)
         fail(w->m, rc);

@@ -36,6 +36,8 @@
 #define ACK_PAYLOAD 16u
 #define MISS_PAYLOAD_MAX (8u * FY_MISS_MAX_PER_FRAME)
 
+#define PAGES_UNIT (FY_PAGES_DESC_SIZE + FY_PAGE_SIZE)
+
 #define ROUND_END_FLAGS (FY_OP_F_FINAL | FY_OP_F_FIXUP)
 #define MAX_STREAMS 256u
 
@@ -123,6 +125,8 @@ const char *fy_proto_type_name(unsigned type)
         return "ERROR";
     case FY_OP_DONE:
         return "DONE";
+    case FY_FRAME_PAGES:
+        return "PAGES";
     case FY_FRAME_HELLO:
         return "HELLO";
     case FY_FRAME_HELLO_ACK:
@@ -135,7 +139,8 @@ const char *fy_proto_type_name(unsigned type)
 static bool type_known(unsigned type)
 {
     return (type >= FY_OP_PAGE && type <= FY_OP_DONE) ||
-           type == FY_FRAME_HELLO || type == FY_FRAME_HELLO_ACK;
+           type == FY_FRAME_PAGES || type == FY_FRAME_HELLO ||
+           type == FY_FRAME_HELLO_ACK;
 }
 
 /* The payload lengths a type allows: min..max in steps of 'step'. */
@@ -162,6 +167,8 @@ static struct len_rule payload_rule(unsigned type)
         return (struct len_rule){HASH_PAYLOAD, HASH_PAYLOAD, 1};
     case FY_OP_ERROR:
         return (struct len_rule){0, FY_ERROR_MSG_MAX, 1};
+    case FY_FRAME_PAGES:
+        return (struct len_rule){PAGES_UNIT, FY_PAGES_MAX * PAGES_UNIT, PAGES_UNIT};
     case FY_FRAME_HELLO:
     case FY_FRAME_HELLO_ACK:
         return (struct len_rule){FY_HELLO_PAYLOAD_SIZE, FY_HELLO_PAYLOAD_SIZE,
@@ -261,6 +268,12 @@ static int check_header_rules(bool enc, unsigned type, uint8_t flags,
     case FY_OP_ROUND_END:
     case FY_OP_ROUND_ACK:
         return 0; /* arg is the round: any value */
+    case FY_FRAME_PAGES:
+        if (arg == 0 || arg > FY_PAGES_MAX)
+            return fy_error(rule_code(enc, FY_E_PROTO),
+                            "PAGES %s: %" PRIu64 " pages, 1..%u allowed",
+                            noun(enc), arg, FY_PAGES_MAX);
+        return 0;
     case FY_OP_VERIFY_RESULT:
         if (arg > 1)
             return fy_error(rule_code(enc, FY_E_PROTO),
@@ -545,7 +558,9 @@ static int read_header(const uint8_t *buf, size_t avail, bool handshake,
 /* The start of step 3: the payload checksum (for PAGE, of the hash). */
 static int check_payload_sum(const struct frame_hdr *h, const uint8_t *p)
 {
-    uint32_t n = h->type == FY_OP_PAGE ? HASH_PAYLOAD : h->length;
+    uint32_t n = h->type == FY_OP_PAGE    ? HASH_PAYLOAD
+                 : h->type == FY_FRAME_PAGES ? (uint32_t)h->arg * FY_PAGES_DESC_SIZE
+                                             : h->length;
     uint32_t sum = sum32(p, n);
 
     if (sum != h->payload_sum)
@@ -640,6 +655,118 @@ static int read_payload(const struct frame_hdr *h, const uint8_t *p,
     }
 }
 
+/* PAGES: the payload holds exactly arg descriptors and pages. */
+static int check_pages_length(const struct frame_hdr *h)
+{
+    if (h->type != FY_FRAME_PAGES || h->length == h->arg * PAGES_UNIT)
+        return 0;
+    return fy_error(FY_E_PROTO,
+                    "PAGES frame: payload length %" PRIu32 " for %" PRIu64
+                    " pages, must be %" PRIu64,
+                    h->length, h->arg, h->arg * PAGES_UNIT);
+}
+
+/* Every page of a whole PAGES frame against its hash. */
+static int check_pages_data(const struct fy_pages_prefix *pp)
+{
+    const uint8_t *pages = pp->desc + (size_t)pp->n * FY_PAGES_DESC_SIZE;
+
+    for (unsigned i = 0; i < pp->n; i++) {
+        uint64_t off;
+        fy_hash128 want, got;
+
+        fy_proto_pages_desc(pp, i, &off, &want);
+        got = fy_page_hash(pages + (size_t)i * FY_PAGE_SIZE);
+        if (!fy_hash_eq(got, want))
+            return fy_error(FY_E_CHECKSUM,
+                            "PAGES frame: page %u (offset 0x%" PRIx64
+                            ") hashes to %016" PRIx64 "%016" PRIx64
+                            ", the frame says %016" PRIx64 "%016" PRIx64,
+                            i, off, got.hi, got.lo, want.hi, want.lo);
+    }
+    return 0;
+}
+
+int fy_proto_decode_pages_prefix(const uint8_t *buf, size_t avail,
+                                 const struct fy_proto_limits *lim,
+                                 struct fy_pages_prefix *pp)
+{
+    struct frame_hdr h;
+    size_t prefix;
+    int rc;
+
+    if ((!buf && avail) || !lim || !pp)
+        return fy_error(FY_E_INVAL, "fy_proto_decode_pages_prefix: NULL argument");
+    if (avail >= 3 && buf[0] == FY_PROTO_MAGIC && buf[1] == FY_PROTO_VERSION &&
+        buf[2] != FY_FRAME_PAGES)
+        return 1;
+    rc = read_header(buf, avail, false, &h);
+    if (rc)
+        return rc;
+    if (h.type != FY_FRAME_PAGES)
+        return 1;
+    rc = check_header_rules(false, h.type, h.flags, h.arg, lim);
+    if (!rc)
+        rc = check_pages_length(&h);
+    if (rc)
+        return rc;
+    prefix = FY_FRAME_HDR_SIZE + (size_t)h.arg * FY_PAGES_DESC_SIZE;
+    if (avail < prefix)
+        return -FY_E_AGAIN;
+    rc = check_payload_sum(&h, buf + FY_FRAME_HDR_SIZE);
+    if (rc)
+        return rc;
+    pp->n = (unsigned)h.arg;
+    pp->prefix_len = prefix;
+    pp->frame_len = FY_FRAME_HDR_SIZE + (size_t)h.length;
+    pp->desc = buf + FY_FRAME_HDR_SIZE;
+    for (unsigned i = 0; i < pp->n; i++) {
+        uint64_t off = get_le64(pp->desc + (size_t)i * FY_PAGES_DESC_SIZE);
+        rc = check_aligned(false, h.type, "page offset", off);
+        if (!rc)
+            rc = check_in_region(h.type, "page offset", off, FY_PAGE_SIZE, lim);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void fy_proto_pages_desc(const struct fy_pages_prefix *pp, unsigned i,
+                         uint64_t *offset, fy_hash128 *hash)
+{
+    const uint8_t *d = pp->desc + (size_t)i * FY_PAGES_DESC_SIZE;
+
+    *offset = get_le64(d);
+    *hash = get_hash(d + 8);
+}
+
+int fy_proto_encode_pages(const struct fy_op *ops, unsigned n, uint8_t *buf,
+                          size_t cap)
+{
+    size_t need = FY_FRAME_HDR_SIZE + (size_t)n * FY_PAGES_DESC_SIZE;
+    uint8_t *d = buf + FY_FRAME_HDR_SIZE;
+
+    if (!ops || !buf || n == 0 || n > FY_PAGES_MAX)
+        return fy_error(FY_E_INVAL, "PAGES operation: %u pages, 1..%u allowed",
+                        n, FY_PAGES_MAX);
+    if (cap < need)
+        return fy_error(FY_E_NOSPACE, "PAGES operation: frame prefix of %zu "
+                        "bytes, buffer of %zu", need, cap);
+    for (unsigned i = 0; i < n; i++) {
+        int rc;
+        if (ops[i].type != FY_OP_PAGE || ops[i].flags || !ops[i].data)
+            return fy_error(FY_E_INVAL, "PAGES operation: entry %u is not a "
+                            "PAGE with data", i);
+        if ((rc = check_aligned(true, FY_FRAME_PAGES, "page offset", ops[i].offset)))
+            return rc;
+        put_le64(d + (size_t)i * FY_PAGES_DESC_SIZE, ops[i].offset);
+        put_hash(d + (size_t)i * FY_PAGES_DESC_SIZE + 8, ops[i].hash);
+    }
+    put_header(buf, FY_FRAME_PAGES, 0, n * PAGES_UNIT, n,
+               sum32(d, (size_t)n * FY_PAGES_DESC_SIZE));
+    return (int)need;
+}
+
 int fy_proto_decode(const uint8_t *buf, size_t avail,
                     const struct fy_proto_limits *lim, struct fy_op *op,
                     union fy_proto_scratch *scratch, size_t *frame_len)
@@ -662,12 +789,30 @@ int fy_proto_decode(const uint8_t *buf, size_t avail,
     rc = read_header(buf, avail, false, &h);
     if (!rc)
         rc = check_header_rules(false, h.type, h.flags, h.arg, lim);
+    if (!rc)
+        rc = check_pages_length(&h);
     if (rc)
         return rc;
     total = FY_FRAME_HDR_SIZE + (size_t)h.length;
     if (avail < total) {
         *frame_len = total;
         return -FY_E_AGAIN;
+    }
+    if (h.type == FY_FRAME_PAGES) {
+        struct fy_pages_prefix pp;
+        rc = fy_proto_decode_pages_prefix(buf, avail, lim, &pp);
+        if (!rc && !lim->defer_page_check)
+            rc = check_pages_data(&pp);
+        if (rc)
+            return rc;
+        memset(op, 0, sizeof(*op));
+        op->type = FY_FRAME_PAGES;
+        op->len = pp.n;
+        op->data = buf;
+        if (lim->defer_page_check)
+            op->flags = FY_OP_F_UNCHECKED;
+        *frame_len = total;
+        return 0;
     }
     rc = check_payload_sum(&h, buf + FY_FRAME_HDR_SIZE);
     if (!rc)

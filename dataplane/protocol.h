@@ -35,8 +35,13 @@
 #define FY_PROTO_MAGIC 0xFEu
 #define FY_PROTO_VERSION 1u
 #define FY_FRAME_HDR_SIZE 24u
-/* Largest payload of any frame type in v1 (a PAGE is 16 + 4096). */
-#define FY_FRAME_MAX_PAYLOAD 65536u
+/* PAGES: up to FY_PAGES_MAX pages in one frame, described first (offset and
+ * hash, FY_PAGES_DESC_SIZE bytes each) so a receiver knows where each page
+ * goes before its bytes arrive and can read them straight into place. */
+#define FY_PAGES_MAX 64u
+#define FY_PAGES_DESC_SIZE 24u
+/* Largest payload of any frame type in v1 (a full PAGES frame). */
+#define FY_FRAME_MAX_PAYLOAD (FY_PAGES_MAX * (FY_PAGES_DESC_SIZE + 4096u))
 /* Most offsets one MISS frame carries. */
 #define FY_MISS_MAX_PER_FRAME 4096u
 /* Longest ERROR message carried (longer ones are cut). */
@@ -47,6 +52,7 @@
 
 /* Frame types: the operation types of transport.h, plus the handshake. */
 enum fy_frame_type {
+    FY_FRAME_PAGES = 0x0B, /* several PAGE operations in one frame */
     FY_FRAME_HELLO = 0x20,
     FY_FRAME_HELLO_ACK = 0x21,
 };
@@ -78,7 +84,10 @@ int fy_proto_encode(const struct fy_op *op, uint8_t *buf, size_t cap);
  * Returns 0 and fills *op and *frame_len (bytes consumed) for a complete,
  * valid frame; op->data points into buf (for MISS at the little-endian
  * offsets array: use fy_proto_miss_offset() to read them; for ROUND_END and
- * ROUND_ACK at a decoded copy in *scratch).
+ * ROUND_ACK at a decoded copy in *scratch).  A PAGES frame decodes to an op
+ * of type FY_FRAME_PAGES with len = its page count and data = the frame
+ * start: read it with fy_proto_decode_pages_prefix(); its pages follow the
+ * prefix and were checked against their hashes unless lim says to defer.
  *
  * Returns -FY_E_AGAIN when buf holds a valid start but not yet the whole
  * frame (*frame_len is then the total size needed, when known; else 0).
@@ -95,6 +104,36 @@ union fy_proto_scratch {
 int fy_proto_decode(const uint8_t *buf, size_t avail,
                     const struct fy_proto_limits *lim, struct fy_op *op,
                     union fy_proto_scratch *scratch, size_t *frame_len);
+
+/* Encodes the header and descriptors of a PAGES frame carrying ops[0..n-1]
+ * (all PAGE operations with their hashes, 1 <= n <= FY_PAGES_MAX).  Returns
+ * the bytes written (FY_FRAME_HDR_SIZE + n * FY_PAGES_DESC_SIZE); the caller
+ * sends the n pages right after, in order.  Negative error as
+ * fy_proto_encode(). */
+int fy_proto_encode_pages(const struct fy_op *ops, unsigned n, uint8_t *buf,
+                          size_t cap);
+
+/* The start of a PAGES frame, known before its pages arrive. */
+struct fy_pages_prefix {
+    unsigned n;           /* pages in the frame */
+    size_t prefix_len;    /* header + descriptors */
+    size_t frame_len;     /* the whole frame */
+    const uint8_t *desc;  /* the descriptors, inside the caller's buffer */
+};
+
+/* If buf starts with a PAGES frame whose header and descriptors are all in
+ * buf[0..avail), checks them (header checksum and rules, descriptor
+ * checksum, every offset aligned and inside the region) and returns 0 with
+ * *pp filled.  Returns 1 if the frame at buf is of another type (decode it
+ * with fy_proto_decode()), -FY_E_AGAIN if more bytes are needed to tell, or
+ * an error as fy_proto_decode() for a malformed frame. */
+int fy_proto_decode_pages_prefix(const uint8_t *buf, size_t avail,
+                                 const struct fy_proto_limits *lim,
+                                 struct fy_pages_prefix *pp);
+
+/* Reads descriptor i of a checked PAGES prefix. */
+void fy_proto_pages_desc(const struct fy_pages_prefix *pp, unsigned i,
+                         uint64_t *offset, fy_hash128 *hash);
 
 /* Reads the i-th offset of a decoded MISS operation. */
 uint64_t fy_proto_miss_offset(const struct fy_op *op, uint64_t i);

@@ -515,6 +515,8 @@ int fy_region_zero(struct fy_region *r, uint64_t offset, uint64_t len)
                         (unsigned long long)offset, (unsigned long long)len);
     if ((rc = check_range(r, offset, len)) < 0)
         return rc;
+    if (len == 0)
+        return 0; /* fallocate would fail and turn punching off for good */
     if (r->base) {
         /* A hole reads as zero and holds no memory; fall back to memset on
          * file systems that cannot punch. */

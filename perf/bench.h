@@ -18,8 +18,9 @@ struct fy_bench_fill {
     uint64_t seed;
 };
 
-/* Fills a zeroed region: each page is zero, a copy of one of 1024 shared
- * contents, or unique, in the given shares, placed at random (seeded). */
+/* Fills a region: each page is zero, a copy of one of 1024 shared contents,
+ * or unique, in the given shares, placed at random (seeded).  Every page is
+ * written, so zero pages are allocated zeros, not holes. */
 int fy_bench_fill_region(struct fy_region *r, const struct fy_bench_fill *f);
 
 /* ---- the dirtying writer ------------------------------------------------ */

@@ -50,8 +50,13 @@ int fy_bench_fill_region(struct fy_region *r, const struct fy_bench_fill *f)
     for (uint64_t p = 0; p < npages; p++) {
         uint64_t draw = xorshift(&state) >> 32;
         uint64_t *page = (uint64_t *)(base + (p << FY_PAGE_SHIFT));
-        if (draw < zero_cut)
-            continue; /* the region starts zeroed */
+        if (draw < zero_cut) {
+            /* Zero but allocated, as pages a guest zeroed: a hole would be
+             * found without reading it, which real zero pages rarely are
+             * when they are scattered like these. */
+            memset(page, 0, FY_PAGE_SIZE);
+            continue;
+        }
         if (draw < dup_cut)
             memcpy(page,
                    shared + (xorshift(&state) % SHARED_CONTENTS) * (FY_PAGE_SIZE / 8),

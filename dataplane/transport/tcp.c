@@ -30,7 +30,10 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define RX_BUF_SIZE (2u << 20)
 #define TX_HDR_SIZE (256u << 10)
-#define TX_IOV_MAX 512
+#define TX_IOV_MAX 1024
+/* With a placement, reads stop this far ahead: enough for the next PAGES
+ * frame's header and descriptors, so its pages can be read into place. */
+#define RX_TAIL (FY_FRAME_HDR_SIZE + FY_PAGES_MAX * FY_PAGES_DESC_SIZE)
 #define RX_MAX_OPS 256
 #define MAX_STREAMS 256
 /* Largest frame a listener reads before a session exists: an ERROR. */
@@ -47,13 +50,20 @@ struct tcp_stream {
     size_t rx_start;      /* first byte not yet decoded */
     size_t rx_end;        /* one past the last byte read */
     uint8_t *tx_hdr;      /* TX_HDR_SIZE bytes of encoded headers */
+    uint8_t *placement;   /* destination memory pages are read into, or
+                             NULL: pages are decoded from rx */
+    /* The pages of the last PAGES frame not yet handed out (a caller may
+     * ask for fewer operations than a frame carries).  While any wait, rx
+     * is neither compacted nor refilled, so their data stays put. */
+    struct fy_op pend[FY_PAGES_MAX];
+    unsigned pend_n, pend_i;
     union fy_proto_scratch scratch[RX_MAX_OPS];
 };
 
 struct tcp_session {
     struct fy_session pub;
     int timeout_ms;
-    volatile int cancelled;
+    int cancelled;        /* set by shutdown from any thread (atomic) */
     struct tcp_stream *st;
     struct fy_stream *ptrs[MAX_STREAMS];
 };
@@ -64,6 +74,11 @@ struct tcp_listener {
     int timeout_ms;
     unsigned sockbuf;
 };
+
+static bool is_cancelled(struct tcp_session *s)
+{
+    return __atomic_load_n(&s->cancelled, __ATOMIC_ACQUIRE);
+}
 
 /* ---- addresses and sockets ------------------------------------------- */
 
@@ -169,7 +184,7 @@ static int write_iov(struct tcp_stream *st, struct iovec *iov, int n)
         struct msghdr mh = {.msg_iov = iov,
                             .msg_iovlen = (size_t)(n > IOV_MAX ? IOV_MAX : n)};
         ssize_t k = sendmsg(st->fd, &mh, MSG_NOSIGNAL);
-        if (s->cancelled)
+        if (is_cancelled(s))
             return fy_error(FY_E_CANCELLED, "stream %u to %s: session shut down",
                             st->pub.index, s->pub.peer);
         if (k < 0) {
@@ -212,26 +227,45 @@ static int tcp_tx_burst(struct fy_stream *fs, const struct fy_op *ops,
     struct iovec iov[TX_IOV_MAX];
     size_t used = 0;
     int niov = 0, rc;
-    unsigned i;
+    unsigned i = 0;
 
-    if (st->sess->cancelled)
+    if (is_cancelled(st->sess))
         return fy_error(FY_E_CANCELLED, "stream %u: session shut down", fs->index);
-    for (i = 0; i < n; i++) {
+    while (i < n) {
+        if (ops[i].type == FY_OP_PAGE) {
+            /* A run of pages travels as one PAGES frame: descriptors, then
+             * the pages straight from the caller's buffers. */
+            unsigned k = 1;
+            while (i + k < n && k < FY_PAGES_MAX && ops[i + k].type == FY_OP_PAGE)
+                k++;
+            size_t need = FY_FRAME_HDR_SIZE + (size_t)k * FY_PAGES_DESC_SIZE;
+            if (need > TX_HDR_SIZE - used || niov + 1 + (int)k > TX_IOV_MAX)
+                break;
+            rc = fy_proto_encode_pages(&ops[i], k, st->tx_hdr + used,
+                                       TX_HDR_SIZE - used);
+            if (rc < 0)
+                return rc;
+            iov[niov++] = (struct iovec){st->tx_hdr + used, (size_t)rc};
+            used += (size_t)rc;
+            for (unsigned j = 0; j < k; j++)
+                iov[niov++] = (struct iovec){(void *)ops[i + j].data, FY_PAGE_SIZE};
+            i += k;
+            continue;
+        }
         size_t need = fy_proto_encoded_size(&ops[i]);
-        if (need > TX_HDR_SIZE - used || niov + 2 > TX_IOV_MAX)
+        if (need > TX_HDR_SIZE - used || niov + 1 > TX_IOV_MAX)
             break;
         rc = fy_proto_encode(&ops[i], st->tx_hdr + used, TX_HDR_SIZE - used);
         if (rc < 0)
             return rc;
-        /* Headers of consecutive non-page operations share one segment. */
+        /* Consecutive small frames share one segment. */
         if (niov > 0 && (uint8_t *)iov[niov - 1].iov_base + iov[niov - 1].iov_len ==
                             st->tx_hdr + used)
             iov[niov - 1].iov_len += (size_t)rc;
         else
             iov[niov++] = (struct iovec){st->tx_hdr + used, (size_t)rc};
         used += (size_t)rc;
-        if (ops[i].type == FY_OP_PAGE)
-            iov[niov++] = (struct iovec){(void *)ops[i].data, FY_PAGE_SIZE};
+        i++;
     }
     if (i == 0)
         return fy_error(FY_E_TOOBIG, "stream %u: operation too large to send",
@@ -244,19 +278,30 @@ static int tcp_tx_burst(struct fy_stream *fs, const struct fy_op *ops,
 
 /* Reads more bytes into the rx buffer.  Returns bytes read (> 0), 0 on
  * timeout, or a negative error (-FY_E_CLOSED / -FY_E_TRUNCATED at EOF). */
-static int fill(struct tcp_stream *st, int timeout_ms)
+static void compact(struct tcp_stream *st)
 {
-    struct tcp_session *s = st->sess;
-    ssize_t k;
-
     if (st->rx_start > 0) {
         memmove(st->rx, st->rx + st->rx_start, st->rx_end - st->rx_start);
         st->rx_end -= st->rx_start;
         st->rx_start = 0;
     }
+}
+
+static int fill(struct tcp_stream *st, int timeout_ms)
+{
+    struct tcp_session *s = st->sess;
+    size_t want = RX_BUF_SIZE - st->rx_end;
+    ssize_t k;
+
+    compact(st);
+    want = RX_BUF_SIZE - st->rx_end;
+    /* Reading far ahead would pull pages into rx that could have been read
+     * straight into place. */
+    if (st->placement && want > RX_TAIL)
+        want = RX_TAIL;
     for (;;) {
-        k = read(st->fd, st->rx + st->rx_end, RX_BUF_SIZE - st->rx_end);
-        if (s->cancelled)
+        k = read(st->fd, st->rx + st->rx_end, want);
+        if (is_cancelled(s))
             return fy_error(FY_E_CANCELLED, "stream %u from %s: session shut down",
                             st->pub.index, s->pub.peer);
         if (k > 0) {
@@ -289,31 +334,179 @@ static int fill(struct tcp_stream *st, int timeout_ms)
     }
 }
 
+/* Reads the rest of a PAGES frame whose prefix (and maybe some pages) is
+ * in rx straight into the placement, and a little of what follows into rx.
+ * On return the frame's bytes in rx are consumed. */
+static int place_pages(struct tcp_stream *st, const struct fy_pages_prefix *pp)
+{
+    struct tcp_session *s = st->sess;
+    struct iovec iov[FY_PAGES_MAX + 1];
+    size_t have = st->rx_end - st->rx_start - pp->prefix_len;
+    const uint8_t *buffered = st->rx + st->rx_start + pp->prefix_len;
+    size_t left = (size_t)pp->n * FY_PAGE_SIZE - have;
+    int niov = 0;
+
+    for (unsigned i = 0; i < pp->n; i++) {
+        uint64_t off;
+        fy_hash128 h;
+        size_t from = (size_t)i * FY_PAGE_SIZE, done;
+
+        fy_proto_pages_desc(pp, i, &off, &h);
+        done = have > from ? have - from : 0;
+        if (done > FY_PAGE_SIZE)
+            done = FY_PAGE_SIZE;
+        if (done)
+            memcpy(st->placement + off, buffered + from, done);
+        if (done < FY_PAGE_SIZE)
+            iov[niov++] = (struct iovec){st->placement + off + done,
+                                         FY_PAGE_SIZE - done};
+    }
+    /* Consume the frame's buffered bytes; what is read past the pages
+     * lands after them and is decoded next. */
+    size_t tail_at = st->rx_end;
+    size_t tail = RX_BUF_SIZE - tail_at < RX_TAIL ? RX_BUF_SIZE - tail_at : RX_TAIL;
+    if (tail)
+        iov[niov++] = (struct iovec){st->rx + tail_at, tail};
+    st->rx_start = st->rx_end;
+
+    struct iovec *v = iov;
+    while (left) {
+        ssize_t k = readv(st->fd, v, niov);
+        if (is_cancelled(s))
+            return fy_error(FY_E_CANCELLED, "stream %u from %s: session shut down",
+                            st->pub.index, s->pub.peer);
+        if (k == 0)
+            return fy_error(FY_E_TRUNCATED,
+                            "stream %u from %s closed in the middle of a PAGES "
+                            "frame (%zu page bytes missing)",
+                            st->pub.index, s->pub.peer, left);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                int w = wait_fd(st->fd, POLLIN, s->timeout_ms);
+                if (w < 0)
+                    return w;
+                if (w == 0)
+                    return fy_error(FY_E_TIMEOUT,
+                                    "stream %u from %s: a PAGES frame stalled "
+                                    "for %d ms", st->pub.index, s->pub.peer,
+                                    s->timeout_ms);
+                continue;
+            }
+            return fy_error_sys("stream %u from %s: receive", st->pub.index,
+                                s->pub.peer);
+        }
+        st->pub.rx_wire_bytes += (uint64_t)k;
+        size_t got = (size_t)k;
+        size_t pages_got = got < left ? got : left;
+        left -= pages_got;
+        st->rx_end += got - pages_got; /* bytes that went into the tail */
+        while (got && niov) {
+            size_t take = got < v->iov_len ? got : v->iov_len;
+            v->iov_base = (uint8_t *)v->iov_base + take;
+            v->iov_len -= take;
+            got -= take;
+            if (v->iov_len == 0) {
+                v++;
+                niov--;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Turns a checked PAGES prefix into PAGE operations: data in place when
+ * 'placed', else right after the descriptors in rx. */
+static void emit_pages(struct tcp_stream *st, const struct fy_pages_prefix *pp,
+                       bool placed, struct fy_op *ops)
+{
+    const uint8_t *pages = pp->desc + (size_t)pp->n * FY_PAGES_DESC_SIZE;
+    uint8_t flags = st->lim.defer_page_check ? FY_OP_F_UNCHECKED : 0;
+
+    for (unsigned i = 0; i < pp->n; i++) {
+        struct fy_op *op = &ops[i];
+        memset(op, 0, sizeof(*op));
+        fy_proto_pages_desc(pp, i, &op->offset, &op->hash);
+        op->type = FY_OP_PAGE;
+        op->len = FY_PAGE_SIZE;
+        op->flags = flags | (placed ? FY_OP_F_PLACED : 0);
+        op->data = placed ? st->placement + op->offset
+                          : pages + (size_t)i * FY_PAGE_SIZE;
+    }
+}
+
+/* Hands out up to 'room' pending pages. */
+static unsigned drain(struct tcp_stream *st, struct fy_op *ops, unsigned room)
+{
+    unsigned k = st->pend_n - st->pend_i;
+
+    if (k > room)
+        k = room;
+    memcpy(ops, st->pend + st->pend_i, k * sizeof(*ops));
+    st->pend_i += k;
+    if (st->pend_i == st->pend_n)
+        st->pend_i = st->pend_n = 0;
+    return k;
+}
+
 static int tcp_rx_burst(struct fy_stream *fs, struct fy_op *ops, unsigned max,
                         int timeout_ms)
 {
     struct tcp_stream *st = (struct tcp_stream *)fs;
-    unsigned n = 0;
+    unsigned n;
+    int rc;
 
     if (max > RX_MAX_OPS)
         max = RX_MAX_OPS;
+    if (max == 0)
+        return 0;
+    n = drain(st, ops, max);
     for (;;) {
+        if (n == 0)
+            compact(st); /* nothing handed out points into rx yet */
         while (n < max) {
-            size_t flen = 0;
-            int rc = fy_proto_decode(st->rx + st->rx_start,
-                                     st->rx_end - st->rx_start, &st->lim,
-                                     &ops[n], &st->scratch[n], &flen);
+            const uint8_t *p = st->rx + st->rx_start;
+            size_t avail = st->rx_end - st->rx_start, flen = 0;
+            struct fy_pages_prefix pp;
+
+            rc = st->placement ? fy_proto_decode_pages_prefix(p, avail, &st->lim, &pp)
+                               : 1;
+            if (rc == 0) {
+                bool placed = avail < pp.frame_len;
+                if (placed && (rc = place_pages(st, &pp)) < 0)
+                    return rc;
+                emit_pages(st, &pp, placed, st->pend);
+                st->pend_n = pp.n;
+                if (!placed)
+                    st->rx_start += pp.frame_len;
+                n += drain(st, ops + n, max - n);
+                continue;
+            }
+            if (rc == 1)
+                rc = fy_proto_decode(p, avail, &st->lim, &ops[n], &st->scratch[n],
+                                     &flen);
             if (rc == -FY_E_AGAIN)
                 break;
             if (rc < 0)
                 return fy_error(-rc, "stream %u from %s: %s", fs->index,
                                 st->sess->pub.peer, fy_error_detail());
             st->rx_start += flen;
-            n++;
+            if (ops[n].type != FY_FRAME_PAGES) {
+                n++;
+                continue;
+            }
+            /* A whole PAGES frame in rx (no placement): hand out its pages. */
+            if ((rc = fy_proto_decode_pages_prefix(p, avail, &st->lim, &pp)) != 0)
+                return fy_error(FY_E_PROTO, "stream %u: PAGES frame decoded twice "
+                                "differently", fs->index);
+            emit_pages(st, &pp, false, st->pend);
+            st->pend_n = pp.n;
+            n += drain(st, ops + n, max - n);
         }
         if (n > 0)
             return (int)n;
-        int rc = fill(st, timeout_ms);
+        rc = fill(st, timeout_ms);
         if (rc <= 0)
             return rc;
     }
@@ -368,7 +561,7 @@ static void tcp_shutdown(struct fy_session *fs)
 {
     struct tcp_session *s = (struct tcp_session *)fs;
 
-    s->cancelled = 1;
+    __atomic_store_n(&s->cancelled, 1, __ATOMIC_RELEASE);
     for (unsigned i = 0; i < fs->nstreams; i++)
         if (s->st[i].fd >= 0)
             shutdown(s->st[i].fd, SHUT_RDWR);
@@ -752,8 +945,15 @@ static int tcp_accept(struct fy_listener *fl,
             s->pub.info = info;
             memcpy(s->pub.peer, peer, sizeof(s->pub.peer));
             set_limits(s);
-            for (unsigned i = 0; params && i < s->pub.nstreams; i++)
+            /* Pages go straight into the destination only when the caller
+             * checks them there. */
+            for (unsigned i = 0; params && i < s->pub.nstreams; i++) {
                 s->st[i].lim.defer_page_check = params->receiver_checks_pages;
+                /* The placement is as large as the announced region only
+                 * when the caller fixed the size. */
+                if (params->receiver_checks_pages && params->region_size)
+                    s->st[i].placement = params->placement;
+            }
         }
         s->st[idx].fd = fd;
         if (++joined == s->pub.nstreams)

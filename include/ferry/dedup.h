@@ -103,6 +103,11 @@ bool fy_dedup_lookup(struct fy_dedup *d, fy_hash128 h, struct fy_dedup_loc *loc)
  * the index had no free or stale slot near h's home (the entry is dropped). */
 bool fy_dedup_insert(struct fy_dedup *d, fy_hash128 h, struct fy_dedup_loc loc);
 
+/* Starts loading the slot where a lookup or insert of 'h' begins, so that a
+ * caller with many hashes in hand can hide the memory latency: prefetch
+ * them all, then look them up. */
+void fy_dedup_prefetch(const struct fy_dedup *d, fy_hash128 h);
+
 struct fy_dedup_stats {
     uint64_t slots;
     uint64_t used;     /* non-empty slots, valid or stale */

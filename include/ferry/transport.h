@@ -76,6 +76,10 @@ struct fy_round_ack {
  * against op->hash yet; the receiver must check it (see
  * fy_accept_params.receiver_checks_pages). */
 #define FY_OP_F_UNCHECKED 0x80
+/* Received PAGE only, never on the wire: the transport already wrote the
+ * data at its offset of fy_accept_params.placement, and op->data points
+ * there; the receiver need not copy it. */
+#define FY_OP_F_PLACED 0x40
 
 struct fy_op {
     uint8_t type;  /* enum fy_op_type */
@@ -159,8 +163,9 @@ struct fy_transport_opts {
 struct fy_accept_params {
     uint64_t region_size;      /* refuse a source announcing another size;
                                   0 accepts any */
-    void *placement;           /* destination memory, for transports that
-                                  write pages directly into it; may be NULL */
+    void *placement;           /* destination memory (region_size bytes),
+                                  for transports that write pages straight
+                                  into it (FY_OP_F_PLACED); may be NULL */
     const uint8_t *session_id; /* 16 bytes: accept only this session; NULL:
                                   any */
     bool receiver_checks_pages; /* the caller checks each received PAGE

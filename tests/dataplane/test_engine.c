@@ -117,7 +117,7 @@ struct writer {
     uint64_t first, npages;   /* the pages it writes */
     unsigned delay_us;        /* between writes; 0: as fast as it can */
     uint64_t *log;            /* dirty bitmap it sets after writing, or NULL */
-    volatile int stop;
+    int stop;                 /* atomic */
     uint64_t writes;
     pthread_t tid;
     bool running;
@@ -128,7 +128,7 @@ static void *writer_main(void *arg)
     struct writer *w = arg;
     uint64_t x = 88172645463325252ull;
 
-    while (!w->stop) {
+    while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -150,7 +150,7 @@ static void *writer_main(void *arg)
 
 static void writer_start(struct writer *w)
 {
-    w->stop = 0;
+    __atomic_store_n(&w->stop, 0, __ATOMIC_RELEASE);
     assert_int_equal(pthread_create(&w->tid, NULL, writer_main, w), 0);
     w->running = true;
 }
@@ -159,7 +159,7 @@ static void writer_stop(struct writer *w)
 {
     if (!w->running)
         return;
-    w->stop = 1;
+    __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
     pthread_join(w->tid, NULL);
     w->running = false;
 }
@@ -172,6 +172,12 @@ struct src_ctx {
     uint64_t *log;            /* the writer's dirty bitmap, for dirty_sync */
     uint64_t log_words;
     unsigned sync_calls;
+    /* Pages the writer is sure to have rewritten in each log period until
+     * paused, however the threads were scheduled: dirty_sync writes them
+     * itself, on the engine's thread, before it reads the log. */
+    struct fy_region *burst_region;
+    uint64_t burst_pages;
+    bool paused;
     unsigned rounds;
     struct fy_round_stats first; /* round 1 */
     volatile int *cancel_after_round1;
@@ -182,6 +188,7 @@ static int ctx_pause(void *arg)
     struct src_ctx *c = arg;
 
     c->pause_calls++;
+    c->paused = true;
     if (c->w)
         writer_stop(c->w);
     return 0;
@@ -192,6 +199,10 @@ static int ctx_dirty_sync(void *arg, uint64_t *bitmap, uint64_t npages)
     struct src_ctx *c = arg;
 
     assert_int_equal((npages + 63) / 64, c->log_words);
+    for (uint64_t p = 0; !c->paused && p < c->burst_pages; p++) {
+        fill_page(page_of(c->burst_region, p), 9000000 + c->sync_calls * npages + p);
+        __atomic_fetch_or(&c->log[p >> 6], 1ull << (p & 63), __ATOMIC_RELEASE);
+    }
     for (uint64_t i = 0; i < c->log_words; i++)
         bitmap[i] = __atomic_exchange_n(&c->log[i], 0, __ATOMIC_ACQUIRE);
     c->sync_calls++;
@@ -276,9 +287,6 @@ static void migrate(struct run *run, struct fy_region *src, struct fy_region *ds
     if (pthread_timedjoin_np(run->t.tid, NULL, &ts) != 0)
         fail_msg("the target did not finish within 30 s of the source");
     fy_transport_tcp.listener_close(run->t.l);
-    if (run->rc < 0 || run->t.rc < 0)
-        print_message("source: %d %s\ntarget: %d %s\n", run->rc, run->detail,
-                      run->t.rc, run->t.detail);
 }
 
 static void assert_migrated(const struct run *run)
@@ -293,7 +301,7 @@ static void assert_migrated(const struct run *run)
 
 /* ---- a still region ------------------------------------------------------------------ */
 
-static void migrate_mixed(unsigned streams, uint64_t size)
+static void migrate_mixed(unsigned streams, uint64_t size, bool receiver_checks)
 {
     struct fy_region *src = memfd("src", size), *dst = memfd("dst", size);
     struct src_ctx c = {0};
@@ -303,6 +311,7 @@ static void migrate_mixed(unsigned streams, uint64_t size)
     uint64_t npages = fy_region_pages(src);
 
     run.t.tp.fresh = true;
+    run.t.ap.receiver_checks_pages = receiver_checks;
     migrate(&run, src, dst, streams, &sp);
     assert_migrated(&run);
     assert_regions_equal(src, dst);
@@ -341,26 +350,33 @@ static void migrate_mixed(unsigned streams, uint64_t size)
 static void test_migrate__mixed_zero_dup_unique_pages_one_stream__target_identical_and_stats_add_up(void **state)
 {
     (void)state;
-    migrate_mixed(1, 8 * MIB);
+    migrate_mixed(1, 8 * MIB, false);
 }
 
 static void test_migrate__mixed_pages_two_streams__target_identical(void **state)
 {
     (void)state;
-    migrate_mixed(2, 8 * MIB);
+    migrate_mixed(2, 8 * MIB, false);
 }
 
 static void test_migrate__mixed_pages_four_streams__target_identical(void **state)
 {
     (void)state;
-    migrate_mixed(4, 16 * MIB);
+    migrate_mixed(4, 16 * MIB, false);
+}
+
+static void test_migrate__target_checks_pages_itself__target_identical(void **state)
+{
+    (void)state;
+    /* The transport leaves the page hash to fy_migrate_target. */
+    migrate_mixed(2, 8 * MIB, true);
 }
 
 static void test_migrate__size_not_a_multiple_of_chunks__target_identical(void **state)
 {
     (void)state;
     /* 1 MiB digest chunks and 1024-page work chunks: end on neither. */
-    migrate_mixed(2, 4 * MIB + 3 * FY_PAGE_SIZE);
+    migrate_mixed(2, 4 * MIB + 3 * FY_PAGE_SIZE, false);
 }
 
 static void test_migrate__target_holds_old_data_not_fresh__zero_pages_cleared_and_identical(void **state)
@@ -459,14 +475,21 @@ static void test_migrate__dirty_log_mode_with_writer__converges_and_identical(vo
 static void test_migrate__tiny_downtime_and_fast_writer__hits_max_rounds_not_converged_still_identical(void **state)
 {
     struct fy_region *src = memfd("src", 16 * MIB), *dst = memfd("dst", 16 * MIB);
-    struct writer w = {.r = src, .first = 0, .npages = 512, .delay_us = 0};
-    struct src_ctx c = {.w = &w};
+    uint64_t words = (fy_region_pages(src) + 63) / 64;
+    uint64_t *log = calloc(words, 8);
+    struct writer w = {.r = src, .first = 0, .npages = fy_region_pages(src),
+                       .delay_us = 0, .log = log};
+    /* Every period rewrites at least a quarter of the region: moving it
+     * again takes longer than 1 ms on any machine, so no round fits. */
+    struct src_ctx c = {.w = &w, .log = log, .log_words = words,
+                        .burst_region = src, .burst_pages = fy_region_pages(src) / 4};
     struct fy_source_params sp = {.downtime_ms = 1, .max_rounds = 3,
-                                  .pause = ctx_pause, .on_round = ctx_on_round,
-                                  .ctx = &c};
+                                  .dirty_sync = ctx_dirty_sync, .pause = ctx_pause,
+                                  .on_round = ctx_on_round, .ctx = &c};
     struct run run = {0};
 
     (void)state;
+    assert_non_null(log);
     fill_mixed(src);
     run.t.tp.fresh = true;
     writer_start(&w);
@@ -478,6 +501,7 @@ static void test_migrate__tiny_downtime_and_fast_writer__hits_max_rounds_not_con
     /* max_rounds rounds before the switchover, then the final one. */
     assert_int_equal(run.st.rounds, 4);
     assert_regions_equal(src, dst);
+    free(log);
     fy_region_close(src);
     fy_region_close(dst);
 }
@@ -550,8 +574,10 @@ static void test_migrate__cancelled_before_start__fails_cancelled_and_never_paus
     assert_int_equal(run.rc, -FY_E_CANCELLED);
     assert_int_equal(c.pause_calls, 0);
     assert_false(run.st.verified);
-    /* The target was told and gave up too. */
-    assert_int_equal(run.t.rc, -FY_E_PEER);
+    /* The target gave up too.  The source's ERROR on stream 0 and the close
+     * of stream 1 race at the target, so it reports one or the other (with
+     * one stream it is always the ERROR: see the next test). */
+    assert_true(run.t.rc == -FY_E_PEER || run.t.rc == -FY_E_CLOSED);
     fy_region_close(src);
     fy_region_close(dst);
 }
@@ -694,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_migrate__mixed_zero_dup_unique_pages_one_stream__target_identical_and_stats_add_up),
         cmocka_unit_test(test_migrate__mixed_pages_two_streams__target_identical),
         cmocka_unit_test(test_migrate__mixed_pages_four_streams__target_identical),
+        cmocka_unit_test(test_migrate__target_checks_pages_itself__target_identical),
         cmocka_unit_test(test_migrate__size_not_a_multiple_of_chunks__target_identical),
         cmocka_unit_test(test_migrate__target_holds_old_data_not_fresh__zero_pages_cleared_and_identical),
         cmocka_unit_test(test_migrate__all_zero_region__sent_as_zero_ranges_only),

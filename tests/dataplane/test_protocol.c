@@ -896,7 +896,7 @@ static void test_protocol__flipped_header_byte__fails_checksum(void **state)
 static void test_protocol__unknown_type__fails_proto(void **state)
 {
     struct fixture *f = *state;
-    const unsigned types[] = {0x00, 0x0b, 0x1f, 0x22, 0x7f, 0xff};
+    const unsigned types[] = {0x00, 0x0c, 0x1f, 0x22, 0x7f, 0xff};
 
     for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         size_t n = raw_frame(f->buf, types[i], 0, 0, 0, NULL, 0);

@@ -295,6 +295,37 @@ static void test_region_zero__whole_region__reads_zero(void **state)
     free(buf);
 }
 
+static long long allocated_bytes(const struct fy_region *r)
+{
+    struct stat st;
+
+    assert_int_equal(fstat(fy_region_fd(r), &st), 0);
+    return (long long)st.st_blocks * 512;
+}
+
+static void test_region_zero__memfd_pages__memory_given_back(void **state)
+{
+    struct fy_region *r = *state;
+    long long before = allocated_bytes(r);
+
+    assert_int_equal(fy_region_zero(r, 4 * FY_PAGE_SIZE, 8 * FY_PAGE_SIZE), 0);
+    assert_true(allocated_bytes(r) <= before - 8 * FY_PAGE_SIZE);
+}
+
+static void test_region_zero__zero_length_first__succeeds_and_later_zeros_still_give_memory_back(void **state)
+{
+    struct fy_region *r = *state;
+    uint8_t *before = snapshot(r);
+    long long bytes;
+
+    assert_int_equal(fy_region_zero(r, FY_PAGE_SIZE, 0), 0);
+    assert_unchanged(r, before);
+    bytes = allocated_bytes(r);
+    assert_int_equal(fy_region_zero(r, 4 * FY_PAGE_SIZE, 8 * FY_PAGE_SIZE), 0);
+    assert_true(allocated_bytes(r) <= bytes - 8 * FY_PAGE_SIZE);
+    free(before);
+}
+
 static void test_region_zero__misaligned_offset__fails_inval_and_changes_nothing(void **state)
 {
     struct fy_region *r = *state;
@@ -334,6 +365,106 @@ static void test_region_copy_page__same_page__content_kept(void **state)
 
     assert_int_equal(fy_region_copy_page(r, 6, 6), 0);
     assert_true(page_has_pattern((uint8_t *)base_of(r) + 6 * FY_PAGE_SIZE, 6));
+}
+
+/* ---- residency and reads that do not fault -------------------------------- */
+
+static void test_region_resident__new_memfd_then_one_page_written__only_that_page_resident(void **state)
+{
+    struct fy_region *r = NULL;
+    uint8_t vec[NPAGES];
+    uint8_t page[FY_PAGE_SIZE];
+    const void *d = page;
+    uint64_t p = 3;
+
+    (void)state;
+    assert_int_equal(fy_region_create_memfd("resident", REGION_LEN, &r), 0);
+    memset(vec, 0xaa, sizeof(vec));
+    assert_int_equal(fy_region_resident(r, 0, NPAGES, vec), 0);
+    assert_true(all_bytes(vec, NPAGES, 0));
+    fill_page(page, 3);
+    assert_int_equal(fy_region_write_pages(r, &p, &d, 1), 0);
+    assert_int_equal(fy_region_resident(r, 0, NPAGES, vec), 0);
+    for (unsigned i = 0; i < NPAGES; i++)
+        assert_int_equal(vec[i], i == 3 ? 1 : 0);
+    /* A sub-range answers for its own pages. */
+    assert_int_equal(fy_region_resident(r, 3, 2, vec), 0);
+    assert_int_equal(vec[0], 1);
+    assert_int_equal(vec[1], 0);
+    /* Zeroing gives the page back. */
+    assert_int_equal(fy_region_zero(r, 3 * FY_PAGE_SIZE, FY_PAGE_SIZE), 0);
+    assert_int_equal(fy_region_resident(r, 3, 1, vec), 0);
+    assert_int_equal(vec[0], 0);
+    fy_region_close(r);
+}
+
+static void test_region_resident__range_past_the_end__fails_range_vector_untouched(void **state)
+{
+    struct fy_region *r = *state;
+    uint8_t vec[NPAGES + 1];
+
+    memset(vec, 0xaa, sizeof(vec));
+    assert_int_equal(fy_region_resident(r, 0, NPAGES + 1, vec), -FY_E_RANGE);
+    assert_int_equal(fy_region_resident(r, NPAGES, 1, vec), -FY_E_RANGE);
+    assert_int_equal(fy_region_resident(r, 1, UINT64_MAX, vec), -FY_E_RANGE);
+    assert_true(all_bytes(vec, sizeof(vec), 0xaa));
+}
+
+static void test_region_read_nofault__hole__reads_zero_and_stays_a_hole(void **state)
+{
+    struct fy_region *r = NULL;
+    uint8_t buf[2 * FY_PAGE_SIZE], vec[2];
+    uint8_t page[FY_PAGE_SIZE];
+    const void *d = page;
+    uint64_t p = 5;
+
+    (void)state;
+    assert_int_equal(fy_region_create_memfd("nofault", REGION_LEN, &r), 0);
+    fill_page(page, 5);
+    assert_int_equal(fy_region_write_pages(r, &p, &d, 1), 0);
+    memset(buf, 0xaa, sizeof(buf));
+    assert_int_equal(fy_region_read_nofault(r, 4 * FY_PAGE_SIZE, buf, sizeof(buf)), 0);
+    assert_true(all_bytes(buf, FY_PAGE_SIZE, 0));
+    assert_true(page_has_pattern(buf + FY_PAGE_SIZE, 5));
+    assert_int_equal(fy_region_resident(r, 4, 2, vec), 0);
+    assert_int_equal(vec[0], 0);
+    assert_int_equal(vec[1], 1);
+    fy_region_close(r);
+}
+
+static void test_region_read_nofault__unaligned_bytes__equal_to_read(void **state)
+{
+    struct fy_region *r = *state;
+    uint8_t a[300], b[300];
+
+    assert_int_equal(fy_region_read_nofault(r, 3 * FY_PAGE_SIZE - 100, a, sizeof(a)), 0);
+    assert_int_equal(fy_region_read(r, 3 * FY_PAGE_SIZE - 100, b, sizeof(b)), 0);
+    assert_memory_equal(a, b, sizeof(a));
+}
+
+static void test_region_read_nofault__past_the_end__fails_range_buffer_untouched(void **state)
+{
+    struct fy_region *r = *state;
+    uint8_t buf[64];
+
+    memset(buf, 0x5a, sizeof(buf));
+    assert_int_equal(fy_region_read_nofault(r, REGION_LEN - 32, buf, 64), -FY_E_RANGE);
+    assert_int_equal(fy_region_read_nofault(r, UINT64_MAX - 15, buf, 64), -FY_E_RANGE);
+    assert_true(all_bytes(buf, sizeof(buf), 0x5a));
+}
+
+static void test_region_prefault__new_memfd__every_page_resident_and_zero(void **state)
+{
+    struct fy_region *r = NULL;
+    uint8_t vec[NPAGES];
+
+    (void)state;
+    assert_int_equal(fy_region_create_memfd("prefault", REGION_LEN, &r), 0);
+    assert_int_equal(fy_region_prefault(r), 0);
+    assert_int_equal(fy_region_resident(r, 0, NPAGES, vec), 0);
+    assert_true(all_bytes(vec, NPAGES, 1));
+    assert_true(all_bytes(base_of(r), REGION_LEN, 0));
+    fy_region_close(r);
 }
 
 /* ---- out-of-range accesses (memfd) -------------------------------------- */
@@ -764,6 +895,25 @@ static void test_region_access__self_pid_region_out_of_range__fails_range_and_ch
     free(before);
 }
 
+static void test_region_resident__self_pid_region__every_page_reported_resident(void **state)
+{
+    struct self_region *sr = *state;
+    uint8_t vec[NPAGES];
+
+    memset(vec, 0, sizeof(vec));
+    assert_int_equal(fy_region_resident(sr->r, 0, NPAGES, vec), 0);
+    assert_true(all_bytes(vec, NPAGES, 1));
+}
+
+static void test_region_read_nofault__self_pid_region__reads_the_buffer(void **state)
+{
+    struct self_region *sr = *state;
+    uint8_t buf[FY_PAGE_SIZE];
+
+    assert_int_equal(fy_region_read_nofault(sr->r, 7 * FY_PAGE_SIZE, buf, sizeof(buf)), 0);
+    assert_true(page_has_pattern(buf, 7));
+}
+
 static void test_region_open_pid__unmapped_address__fails_at_open(void **state)
 {
     struct fy_region *r = NULL;
@@ -859,10 +1009,18 @@ int main(void)
         MEMFD_TEST(test_region_write__base_pointer__sees_the_same_bytes),
         MEMFD_TEST(test_region_zero__memfd_range__reads_zero_and_neighbours_kept),
         MEMFD_TEST(test_region_zero__whole_region__reads_zero),
+        MEMFD_TEST(test_region_zero__memfd_pages__memory_given_back),
+        MEMFD_TEST(test_region_zero__zero_length_first__succeeds_and_later_zeros_still_give_memory_back),
         MEMFD_TEST(test_region_zero__misaligned_offset__fails_inval_and_changes_nothing),
         MEMFD_TEST(test_region_zero__misaligned_length__fails_inval_and_changes_nothing),
         MEMFD_TEST(test_region_copy_page__distinct_pages__destination_gets_source_bytes),
         MEMFD_TEST(test_region_copy_page__same_page__content_kept),
+        cmocka_unit_test(test_region_resident__new_memfd_then_one_page_written__only_that_page_resident),
+        MEMFD_TEST(test_region_resident__range_past_the_end__fails_range_vector_untouched),
+        cmocka_unit_test(test_region_read_nofault__hole__reads_zero_and_stays_a_hole),
+        MEMFD_TEST(test_region_read_nofault__unaligned_bytes__equal_to_read),
+        MEMFD_TEST(test_region_read_nofault__past_the_end__fails_range_buffer_untouched),
+        cmocka_unit_test(test_region_prefault__new_memfd__every_page_resident_and_zero),
         MEMFD_TEST(test_region_read_pages__page_equal_to_npages__fails_range_buffer_untouched),
         MEMFD_TEST(test_region_read_pages__last_of_list_out_of_range__fails_range_buffer_untouched),
         MEMFD_TEST(test_region_write_pages__one_page_out_of_range__fails_range_and_changes_nothing),
@@ -893,6 +1051,8 @@ int main(void)
         PID_TEST(test_region_zero__self_pid_region__buffer_reads_zero),
         PID_TEST(test_region_copy_page__self_pid_region__destination_gets_source_bytes),
         PID_TEST(test_region_access__self_pid_region_out_of_range__fails_range_and_changes_nothing),
+        PID_TEST(test_region_resident__self_pid_region__every_page_reported_resident),
+        PID_TEST(test_region_read_nofault__self_pid_region__reads_the_buffer),
 #undef PID_TEST
         cmocka_unit_test(test_region_open_pid__unmapped_address__fails_at_open),
         cmocka_unit_test(test_region_open_pid__read_only_mapping_with_write__fails_at_open),

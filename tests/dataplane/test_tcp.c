@@ -86,20 +86,21 @@ static void *acceptor_main(void *arg)
     return NULL;
 }
 
-static void acceptor_start_id(struct acceptor *a, struct fy_listener *l,
-                              uint64_t region_size, const uint8_t *session_id)
+static void acceptor_start_with(struct acceptor *a, struct fy_listener *l,
+                                const struct fy_accept_params *params)
 {
     memset(a, 0, sizeof(*a));
     a->l = l;
-    a->params.region_size = region_size;
-    a->params.session_id = session_id;
+    a->params = *params;
     assert_int_equal(pthread_create(&a->tid, NULL, acceptor_main, a), 0);
 }
 
 static void acceptor_start(struct acceptor *a, struct fy_listener *l,
                            uint64_t region_size)
 {
-    acceptor_start_id(a, l, region_size, NULL);
+    struct fy_accept_params params = {.region_size = region_size};
+
+    acceptor_start_with(a, l, &params);
 }
 
 static void acceptor_join(struct acceptor *a)
@@ -201,9 +202,13 @@ static size_t encode_frame(const struct fy_op *op, uint8_t *buf, size_t cap)
     return (size_t)n;
 }
 
+/* Bytes one operation sent alone puts on the wire (a lone PAGE travels as a
+ * PAGES frame of one page). */
 static size_t wire_size(const struct fy_op *op)
 {
-    return fy_proto_encoded_size(op) + (op->type == FY_OP_PAGE ? FY_PAGE_SIZE : 0);
+    if (op->type == FY_OP_PAGE)
+        return FY_FRAME_HDR_SIZE + FY_PAGES_DESC_SIZE + FY_PAGE_SIZE;
+    return fy_proto_encoded_size(op);
 }
 
 /* Receives exactly one operation (its data valid until the next call). */
@@ -486,6 +491,42 @@ static void test_tcp_rx_burst__page_hash_not_of_its_data__fails_checksum(void **
                      -FY_E_CHECKSUM);
 }
 
+static void test_tcp_rx_burst__receiver_checks_pages__bad_page_delivered_unchecked(void **state)
+{
+    struct fy_listener *l = listen_local(TIMEOUT_MS);
+    uint8_t page[FY_PAGE_SIZE];
+    struct fy_op ops[2] = {
+        {.type = FY_OP_PAGE, .offset = 0, .len = FY_PAGE_SIZE, .data = page},
+        {.type = FY_OP_PAGE, .offset = FY_PAGE_SIZE, .len = FY_PAGE_SIZE, .data = page},
+    };
+    struct fy_session *src = NULL;
+    struct fy_op got;
+    struct acceptor a;
+
+    (void)state;
+    acceptor_start_with(&a, l, &(struct fy_accept_params){
+                                   .region_size = REGION_SIZE,
+                                   .receiver_checks_pages = true});
+    assert_int_equal(connect_streams(l, 1, REGION_SIZE, &src), 0);
+    acceptor_join(&a);
+    assert_int_equal(a.rc, 0);
+    fill_page(page, 12);
+    ops[0].hash = fy_page_hash(page);
+    ops[1].hash = ops[0].hash;
+    ops[1].hash.hi ^= 1; /* wrong: left for the receiver to find */
+    assert_int_equal(fy_stream_send_all(src->streams[0], ops, 2), 0);
+    for (unsigned k = 0; k < 2; k++) {
+        assert_int_equal(recv_one(a.s->streams[0], &got), 1);
+        assert_int_equal(got.type, FY_OP_PAGE);
+        assert_true(got.flags & FY_OP_F_UNCHECKED);
+        assert_true(fy_hash_eq(got.hash, ops[k].hash));
+        assert_memory_equal(got.data, page, FY_PAGE_SIZE);
+    }
+    fy_session_close(src);
+    fy_session_close(a.s);
+    tcp->listener_close(l);
+}
+
 static void test_tcp_rx_burst__nothing_sent__returns_zero_after_timeout(void **state)
 {
     struct pair *p = *state;
@@ -533,7 +574,7 @@ static void test_tcp_accept__other_session_id_expected__refused_with_auth(void *
     int rc;
 
     (void)state;
-    acceptor_start_id(&a, l, 0, want_id);
+    acceptor_start_with(&a, l, &(struct fy_accept_params){.session_id = want_id});
     rc = connect_streams(l, 1, REGION_SIZE, &s);
     acceptor_join(&a);
     assert_null(a.s);
@@ -975,6 +1016,7 @@ int main(void)
         P1(test_tcp_rx_burst__many_ops_in_flight__burst_returns_several_in_order),
         P1(test_tcp_wire_bytes__ops_sent__tx_and_rx_count_the_frames),
         P1(test_tcp_rx_burst__page_hash_not_of_its_data__fails_checksum),
+        cmocka_unit_test(test_tcp_rx_burst__receiver_checks_pages__bad_page_delivered_unchecked),
         P1(test_tcp_rx_burst__nothing_sent__returns_zero_after_timeout),
         cmocka_unit_test(test_tcp_accept__region_size_differs__accept_fails_and_connect_gets_peer_error),
         cmocka_unit_test(test_tcp_accept__other_session_id_expected__refused_with_auth),
