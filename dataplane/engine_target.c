@@ -56,6 +56,8 @@ struct tgt {
     pthread_mutex_t tx0;  /* sends on stream 0 */
     struct fy_first_error err;
     volatile int stop;
+    int lost_rc;          /* another stream was closed by the source */
+    char lost_detail[512];
     uint8_t *page_buf;    /* one page, for remote regions */
     struct fy_round_stats round; /* counted as operations arrive */
     uint64_t wire_mark;          /* wire bytes at the last round's end */
@@ -319,11 +321,13 @@ static int end_round(struct tgt *m, const struct fy_op *end)
 
     if (!fixup) {
         pthread_mutex_lock(&m->lock);
-        while (m->ended < m->s->nstreams - 1 && !m->stop)
+        while (m->ended < m->s->nstreams - 1 && !m->stop && !m->lost_rc)
             pthread_cond_wait(&m->cond, &m->lock);
         pthread_mutex_unlock(&m->lock);
         if (m->stop)
             return -FY_E_CANCELLED;
+        if (m->lost_rc)
+            return fy_error(-m->lost_rc, "%s", m->lost_detail);
     }
     if ((rc = resolve_refs(m, &missed, &nmissed)) < 0)
         goto out;
@@ -527,8 +531,21 @@ static void *receiver_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     rc = receive_loop(w);
 
-    if (rc < 0)
+    if (rc == -FY_E_CLOSED || rc == -FY_E_TRUNCATED) {
+        /* The source closed this stream.  If it failed it said why on
+         * stream 0, which may not have been read yet: leave the verdict to
+         * stream 0 rather than report a bare "closed". */
+        struct tgt *m = w->m;
+        pthread_mutex_lock(&m->lock);
+        if (!m->lost_rc) {
+            m->lost_rc = rc;
+            snprintf(m->lost_detail, sizeof(m->lost_detail), "%s", fy_error_detail());
+        }
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
+    } else if (rc < 0) {
         fail(w->m, rc);
+    }
     return NULL;
 }
 
