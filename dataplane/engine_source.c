@@ -26,6 +26,8 @@ struct sender {
     struct fy_op *page_ops; /* the batch's PAGE operations, sent last */
     fy_hash128 hashes[FY_BATCH_PAGES];
     bool zero[FY_BATCH_PAGES];
+    const uint8_t *data[FY_BATCH_PAGES]; /* each page's bytes */
+    uint8_t resident[FY_CHUNK_PAGES];    /* residency of the batch's span */
 };
 
 struct src {
@@ -62,19 +64,52 @@ static bool cancelled(const struct src *m)
 
 /* Reads, classifies and sends 'n' pages (m->pages).  Zero pages travel as
  * ranges, content the target holds as references, the rest whole. */
+/* Points w->data[i] at the bytes of page w->pages[i].  While the writer
+ * runs, pages are copied into w->buf first, so that what is hashed is what
+ * is sent even if the guest writes meanwhile.  Once it is paused (the final
+ * round, or a region nothing writes) pages in memory are used where they
+ * are; the rest are read, which allocates nothing for holes. */
+static int batch_data(struct sender *w, unsigned n)
+{
+    struct src *m = w->m;
+    const uint8_t *base = fy_region_base(m->r);
+    uint64_t lo = w->pages[0], hi = w->pages[n - 1];
+    int rc;
+
+    if (!m->final || !base || hi - lo >= FY_CHUNK_PAGES) {
+        if ((rc = fy_region_read_pages(m->r, w->pages, n, w->buf)) < 0)
+            return rc;
+        for (unsigned i = 0; i < n; i++)
+            w->data[i] = w->buf + ((size_t)i << FY_PAGE_SHIFT);
+        return 0;
+    }
+    if ((rc = fy_region_resident(m->r, lo, hi - lo + 1, w->resident)) < 0)
+        return rc;
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t *slot = w->buf + ((size_t)i << FY_PAGE_SHIFT);
+        if (w->resident[w->pages[i] - lo]) {
+            w->data[i] = base + (w->pages[i] << FY_PAGE_SHIFT);
+            continue;
+        }
+        if ((rc = fy_region_read_pages(m->r, &w->pages[i], 1, slot)) < 0)
+            return rc;
+        w->data[i] = slot;
+    }
+    return 0;
+}
+
 static int send_batch(struct sender *w, unsigned n)
 {
     struct src *m = w->m;
     unsigned nops = 0, npages = 0;
     int rc;
 
-    rc = fy_region_read_pages(m->r, w->pages, n, w->buf);
-    if (rc < 0)
+    if ((rc = batch_data(w, n)) < 0)
         return rc;
     /* Hash the batch first and start loading each hash's index slot, so
      * the lookups below find them in cache rather than wait on each. */
     for (unsigned i = 0; i < n; i++) {
-        const uint8_t *data = w->buf + ((size_t)i << FY_PAGE_SHIFT);
+        const uint8_t *data = w->data[i];
         w->zero[i] = fy_page_is_zero(data);
         if (!w->zero[i]) {
             w->hashes[i] = fy_page_hash(data);
@@ -84,7 +119,7 @@ static int send_batch(struct sender *w, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         uint64_t page = w->pages[i];
         uint64_t off = page << FY_PAGE_SHIFT;
-        const uint8_t *data = w->buf + ((size_t)i << FY_PAGE_SHIFT);
+        const uint8_t *data = w->data[i];
         struct fy_dedup_loc loc;
         struct fy_op *op;
         fy_hash128 h;

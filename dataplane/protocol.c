@@ -744,14 +744,17 @@ int fy_proto_encode_pages(const struct fy_op *ops, unsigned n, uint8_t *buf,
                           size_t cap)
 {
     size_t need = FY_FRAME_HDR_SIZE + (size_t)n * FY_PAGES_DESC_SIZE;
-    uint8_t *d = buf + FY_FRAME_HDR_SIZE;
+    uint8_t *d;
 
-    if (!ops || !buf || n == 0 || n > FY_PAGES_MAX)
+    if (!ops || !buf)
+        return fy_error(FY_E_INVAL, "fy_proto_encode_pages: ops or buf is NULL");
+    if (n == 0 || n > FY_PAGES_MAX)
         return fy_error(FY_E_INVAL, "PAGES operation: %u pages, 1..%u allowed",
                         n, FY_PAGES_MAX);
     if (cap < need)
         return fy_error(FY_E_NOSPACE, "PAGES operation: frame prefix of %zu "
                         "bytes, buffer of %zu", need, cap);
+    d = buf + FY_FRAME_HDR_SIZE;
     for (unsigned i = 0; i < n; i++) {
         int rc;
         if (ops[i].type != FY_OP_PAGE || ops[i].flags || !ops[i].data)

@@ -19,12 +19,19 @@
 #define BUF_SIZE (HDR + FY_FRAME_MAX_PAYLOAD + 64)
 #define PAGE_FRAME (HDR + 16 + PAGE)
 #define HELLO_FRAME (HDR + FY_HELLO_PAYLOAD_SIZE)
+#define DESC FY_PAGES_DESC_SIZE
+/* Payload bytes one page adds to a PAGES frame. */
+#define PAGES_UNIT (DESC + PAGE)
+#define PAGES_FRAME(n) (HDR + (size_t)(n) * PAGES_UNIT)
+#define PAGES_PREFIX(n) (HDR + (size_t)(n) * DESC)
 
 static const struct fy_proto_limits lim = {REGION, PAGE};
 
 struct fixture {
     uint8_t buf[BUF_SIZE];
     uint8_t page[PAGE];
+    uint8_t pages[FY_PAGES_MAX][PAGE]; /* each with its own content */
+    struct fy_op pops[FY_PAGES_MAX + 1]; /* PAGE ops over pages[] */
     struct fy_op op;
     union fy_proto_scratch scratch;
     size_t frame_len;
@@ -41,6 +48,9 @@ static int setup(void **state)
         return -1;
     for (unsigned i = 0; i < PAGE; i++)
         f->page[i] = (uint8_t)(i * 7 + 3);
+    for (unsigned k = 0; k < FY_PAGES_MAX; k++)
+        for (unsigned i = 0; i < PAGE; i++)
+            f->pages[k][i] = (uint8_t)(i * 13 + k * 101 + 1);
     for (unsigned i = 0; i < 16; i++)
         f->info.session_id[i] = (uint8_t)(0xA0 + i);
     f->info.region_size = REGION;
@@ -97,12 +107,17 @@ static void reseal_header(uint8_t *buf)
 }
 
 /* Recomputes the payload checksum (when the payload it covers is within
- * 'have' bytes) and then the header checksum. */
+ * 'have' bytes) and then the header checksum.  For PAGE the sum covers the
+ * hash, for PAGES the descriptors (arg of them). */
 static void reseal(uint8_t *buf, size_t have)
 {
-    uint32_t length = le32_get(buf + 4);
-    size_t n = buf[2] == FY_OP_PAGE ? 16 : length;
+    uint64_t n = le32_get(buf + 4);
 
+    if (buf[2] == FY_OP_PAGE)
+        n = 16;
+    else if (buf[2] == FY_FRAME_PAGES)
+        n = le64_get(buf + 8) <= FY_PAGES_MAX ? le64_get(buf + 8) * DESC
+                                              : UINT64_MAX;
     if (have >= HDR && n <= have - HDR)
         le32_put(buf + 16, (uint32_t)XXH3_64bits(buf + HDR, n));
     reseal_header(buf);
@@ -173,6 +188,75 @@ static size_t put_hello(struct fixture *f, uint32_t index, bool ack)
 
     assert_int_equal(n, HELLO_FRAME);
     return (size_t)n;
+}
+
+/* Offset of page i in the PAGES frames of these tests: distinct for up to
+ * 64 pages and out of order, so a decoder that assumed consecutive pages
+ * would be caught. */
+static uint64_t pages_off(unsigned i)
+{
+    return (uint64_t)((i * 5u + 3u) % 64u) * PAGE;
+}
+
+/* A whole PAGES frame of f->pages[0..n-1] at buf (header, descriptors,
+ * pages); f->pops[0..n-1] are the PAGE operations it carries.  Returns the
+ * frame size. */
+static size_t put_pages_at(struct fixture *f, uint8_t *buf, size_t cap,
+                           unsigned n)
+{
+    int w;
+
+    for (unsigned i = 0; i < n; i++)
+        f->pops[i] = (struct fy_op){.type = FY_OP_PAGE, .offset = pages_off(i),
+                                    .len = PAGE,
+                                    .hash = fy_page_hash(f->pages[i]),
+                                    .data = f->pages[i]};
+    w = fy_proto_encode_pages(f->pops, n, buf, cap);
+    assert_int_equal(w, PAGES_PREFIX(n));
+    assert_true(PAGES_FRAME(n) <= cap);
+    for (unsigned i = 0; i < n; i++)
+        memcpy(buf + w + (size_t)i * PAGE, f->pages[i], PAGE);
+    return PAGES_FRAME(n);
+}
+
+static size_t put_pages(struct fixture *f, unsigned n)
+{
+    return put_pages_at(f, f->buf, sizeof(f->buf), n);
+}
+
+static int decode_prefix(struct fixture *f, size_t avail,
+                         struct fy_pages_prefix *pp)
+{
+    return fy_proto_decode_pages_prefix(f->buf, avail, &lim, pp);
+}
+
+/* Rewrites the offset of descriptor i of the PAGES frame at f->buf and
+ * reseals it, as a peer that means it. */
+static void pages_set_offset(struct fixture *f, unsigned i, uint64_t off)
+{
+    unsigned n = (unsigned)le64_get(f->buf + 8);
+
+    le64_put(f->buf + HDR + (size_t)i * DESC, off);
+    reseal(f->buf, PAGES_PREFIX(n));
+}
+
+/* *pp describes the frame put_pages(f, n) wrote at f->buf. */
+static void assert_prefix_of_put_pages(const struct fixture *f,
+                                       const struct fy_pages_prefix *pp,
+                                       unsigned n)
+{
+    assert_int_equal(pp->n, n);
+    assert_int_equal(pp->prefix_len, PAGES_PREFIX(n));
+    assert_int_equal(pp->frame_len, PAGES_FRAME(n));
+    assert_ptr_equal(pp->desc, f->buf + HDR);
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t off = 1;
+        fy_hash128 h = {0, 0};
+
+        fy_proto_pages_desc(pp, i, &off, &h);
+        assert_int_equal(off, f->pops[i].offset);
+        assert_true(fy_hash_eq(h, f->pops[i].hash));
+    }
 }
 
 static void assert_detail_has(const char *needle)
@@ -547,6 +631,7 @@ static void test_protocol__type_name__names_every_type_and_unknown(
                         "VERIFY_RESULT");
     assert_string_equal(fy_proto_type_name(FY_OP_ERROR), "ERROR");
     assert_string_equal(fy_proto_type_name(FY_OP_DONE), "DONE");
+    assert_string_equal(fy_proto_type_name(FY_FRAME_PAGES), "PAGES");
     assert_string_equal(fy_proto_type_name(FY_FRAME_HELLO), "HELLO");
     assert_string_equal(fy_proto_type_name(FY_FRAME_HELLO_ACK), "HELLO_ACK");
     assert_string_equal(fy_proto_type_name(0), "unknown");
@@ -1092,6 +1177,23 @@ static void test_protocol__flipped_page_byte__fails_checksum(void **state)
     }
 }
 
+static void test_protocol__flipped_page_byte_deferred__decodes_unchecked(
+    void **state)
+{
+    struct fixture *f = *state;
+    const struct fy_proto_limits deferred = {REGION, PAGE, true};
+    size_t n = put_page(f, 2 * PAGE);
+
+    f->buf[HDR + 16 + 99] ^= 0x08;
+    assert_int_equal(fy_proto_decode(f->buf, n, &deferred, &f->op,
+                                     &f->scratch, &f->frame_len),
+                     0);
+    assert_int_equal(f->op.type, FY_OP_PAGE);
+    assert_int_equal(f->op.flags, FY_OP_F_UNCHECKED);
+    assert_int_equal(f->op.offset, 2 * PAGE);
+    assert_ptr_equal(f->op.data, f->buf + HDR + 16);
+}
+
 static void test_protocol__flipped_error_text__fails_checksum(void **state)
 {
     struct fixture *f = *state;
@@ -1480,9 +1582,478 @@ static void test_protocol__data_frame_during_handshake__fails_proto(
     assert_int_equal(decode_hello(f, HDR), -FY_E_PROTO);
 }
 
+/* ---- PAGES frames ------------------------------------------------------ */
+
+/* Encodes n pages, decodes the whole frame and reads every page back. */
+static void check_pages_roundtrip(struct fixture *f, unsigned n)
+{
+    size_t len = put_pages(f, n);
+    struct fy_pages_prefix pp;
+    const uint8_t *pages;
+
+    assert_int_equal(len, PAGES_FRAME(n));
+    assert_int_equal(decode(f, len), 0);
+    assert_int_equal(f->frame_len, len);
+    assert_int_equal(f->op.type, FY_FRAME_PAGES);
+    assert_int_equal(f->op.flags, 0);
+    assert_int_equal(f->op.len, n);
+    assert_ptr_equal(f->op.data, f->buf);
+
+    /* The decoded op is read with the prefix decoder. */
+    assert_int_equal(fy_proto_decode_pages_prefix(f->op.data, f->frame_len,
+                                                  &lim, &pp),
+                     0);
+    assert_prefix_of_put_pages(f, &pp, n);
+    pages = pp.desc + (size_t)n * DESC;
+    for (unsigned i = 0; i < n; i++)
+        assert_memory_equal(pages + (size_t)i * PAGE, f->pages[i], PAGE);
+}
+
+static void test_protocol__pages_roundtrip_one_page__decodes_offset_hash_data(
+    void **state)
+{
+    check_pages_roundtrip(*state, 1);
+}
+
+static void test_protocol__pages_roundtrip_two_pages__decodes_offsets_hashes_data(
+    void **state)
+{
+    check_pages_roundtrip(*state, 2);
+}
+
+static void test_protocol__pages_roundtrip_64_pages__decodes_offsets_hashes_data(
+    void **state)
+{
+    check_pages_roundtrip(*state, FY_PAGES_MAX);
+}
+
+static void test_protocol__pages_frame__matches_layout_and_sums_descriptors(
+    void **state)
+{
+    struct fixture *f = *state;
+    size_t len = put_pages(f, 3);
+    const uint8_t *d = f->buf + HDR;
+
+    assert_int_equal(f->buf[0], FY_PROTO_MAGIC);
+    assert_int_equal(f->buf[1], FY_PROTO_VERSION);
+    assert_int_equal(f->buf[2], 0x0B);
+    assert_int_equal(f->buf[3], 0);
+    assert_int_equal(le32_get(f->buf + 4), 3 * PAGES_UNIT);
+    assert_int_equal(le64_get(f->buf + 8), 3);
+    /* payload_sum covers the descriptors only; the pages their hashes. */
+    assert_int_equal(le32_get(f->buf + 16),
+                     (uint32_t)XXH3_64bits(d, 3 * DESC));
+    assert_int_equal(le32_get(f->buf + 20), (uint32_t)XXH3_64bits(f->buf, 20));
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(le64_get(d + i * DESC), pages_off(i));
+        assert_int_equal(le64_get(d + i * DESC + 8), f->pops[i].hash.lo);
+        assert_int_equal(le64_get(d + i * DESC + 16), f->pops[i].hash.hi);
+        assert_memory_equal(f->buf + PAGES_PREFIX(3) + i * PAGE, f->pages[i],
+                            PAGE);
+    }
+    assert_int_equal(len, PAGES_FRAME(3));
+}
+
+static void test_protocol__pages_prefix_without_pages__prefix_decodes_frame_waits(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+
+    put_pages(f, 5);
+    fy_error_clear();
+    assert_int_equal(decode_prefix(f, PAGES_PREFIX(5), &pp), 0);
+    assert_prefix_of_put_pages(f, &pp, 5);
+    /* The whole-frame decoder waits for the pages, saying how many. */
+    assert_int_equal(decode(f, PAGES_PREFIX(5)), -FY_E_AGAIN);
+    assert_int_equal(f->frame_len, PAGES_FRAME(5));
+    assert_int_equal(decode(f, PAGES_FRAME(5) - 1), -FY_E_AGAIN);
+    assert_int_equal(f->frame_len, PAGES_FRAME(5));
+    assert_string_equal(fy_error_detail(), "");
+}
+
+static void test_protocol__pages_prefix_with_whole_frame__prefix_decodes(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    size_t len = put_pages(f, FY_PAGES_MAX);
+
+    assert_int_equal(decode_prefix(f, len, &pp), 0);
+    assert_prefix_of_put_pages(f, &pp, FY_PAGES_MAX);
+    /* Bytes past the frame are not its business. */
+    assert_int_equal(decode_prefix(f, sizeof(f->buf), &pp), 0);
+    assert_int_equal(pp.frame_len, len);
+}
+
+static void test_protocol__pages_prefix_incomplete__asks_for_more(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+
+    put_pages(f, 4);
+    fy_error_clear();
+    for (size_t avail = 0; avail < PAGES_PREFIX(4); avail++) {
+        /* An exact-size copy, so a read past 'avail' is caught under
+         * AddressSanitizer. */
+        uint8_t *copy = malloc(avail ? avail : 1);
+
+        assert_non_null(copy);
+        memcpy(copy, f->buf, avail);
+        assert_int_equal(fy_proto_decode_pages_prefix(avail ? copy : NULL,
+                                                      avail, &lim, &pp),
+                         -FY_E_AGAIN);
+        free(copy);
+    }
+    assert_string_equal(fy_error_detail(), "");
+}
+
+static void test_protocol__pages_prefix_of_other_type__returns_one(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    struct fy_op done = {.type = FY_OP_DONE};
+    size_t n;
+
+    n = put_zero(f, PAGE, PAGE);
+    assert_int_equal(decode_prefix(f, n, &pp), 1);
+    /* Three bytes tell the type; the rest of the header is not needed. */
+    assert_int_equal(decode_prefix(f, 3, &pp), 1);
+    assert_int_equal(decode_prefix(f, 2, &pp), -FY_E_AGAIN);
+
+    n = put_page(f, PAGE);
+    assert_int_equal(decode_prefix(f, n, &pp), 1);
+    assert_int_equal(decode_prefix(f, HDR, &pp), 1);
+
+    n = put_op(f, &done);
+    assert_int_equal(decode_prefix(f, n, &pp), 1);
+
+    /* Not a frame at all: refused, not passed on. */
+    f->buf[0] = 0xEF;
+    assert_int_equal(decode_prefix(f, n, &pp), -FY_E_PROTO);
+    f->buf[0] = FY_PROTO_MAGIC;
+    f->buf[1] = 2;
+    assert_int_equal(decode_prefix(f, n, &pp), -FY_E_VERSION);
+}
+
+static void test_protocol__pages_prefix_null_arguments__fail_inval(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    size_t n = put_pages(f, 1);
+
+    assert_int_equal(fy_proto_decode_pages_prefix(NULL, n, &lim, &pp),
+                     -FY_E_INVAL);
+    assert_int_equal(fy_proto_decode_pages_prefix(f->buf, n, NULL, &pp),
+                     -FY_E_INVAL);
+    assert_int_equal(fy_proto_decode_pages_prefix(f->buf, n, &lim, NULL),
+                     -FY_E_INVAL);
+}
+
+static void test_protocol__pages_of_no_pages__fails_proto(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    size_t n;
+
+    /* Length 0: no PAGES frame is that short. */
+    n = raw_frame(f->buf, FY_FRAME_PAGES, 0, 0, 0, NULL, 0);
+    assert_int_equal(decode(f, n), -FY_E_PROTO);
+    assert_int_equal(decode_prefix(f, n, &pp), -FY_E_PROTO);
+
+    /* A page's worth of length, but arg 0: refused from the header. */
+    put_pages(f, 1);
+    le64_put(f->buf + 8, 0);
+    reseal_header(f->buf);
+    assert_int_equal(decode(f, HDR), -FY_E_PROTO);
+    assert_detail_has("PAGES");
+    assert_int_equal(decode(f, PAGES_FRAME(1)), -FY_E_PROTO);
+    assert_int_equal(decode_prefix(f, PAGES_FRAME(1), &pp), -FY_E_PROTO);
+}
+
+static void test_protocol__pages_of_65_pages__fails_proto(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+
+    /* The largest legal length with one page too many in arg. */
+    put_pages(f, FY_PAGES_MAX);
+    le64_put(f->buf + 8, FY_PAGES_MAX + 1);
+    reseal_header(f->buf);
+    assert_int_equal(decode(f, HDR), -FY_E_PROTO);
+    assert_detail_has("1..64");
+    assert_int_equal(decode(f, PAGES_FRAME(FY_PAGES_MAX)), -FY_E_PROTO);
+    assert_int_equal(decode_prefix(f, PAGES_FRAME(FY_PAGES_MAX), &pp),
+                     -FY_E_PROTO);
+
+    le64_put(f->buf + 8, UINT64_MAX);
+    reseal_header(f->buf);
+    assert_int_equal(decode(f, HDR), -FY_E_PROTO);
+    assert_int_equal(decode_prefix(f, HDR, &pp), -FY_E_PROTO);
+}
+
+static void test_protocol__pages_of_65_pages_with_their_length__fails_toobig(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+
+    /* 65 pages' worth of length is past the largest frame: refused from
+     * the header before anything is waited for. */
+    raw_frame(f->buf, FY_FRAME_PAGES, 0, 65 * PAGES_UNIT, 65, NULL, 0);
+    assert_int_equal(decode(f, HDR), -FY_E_TOOBIG);
+    assert_int_equal(decode_prefix(f, HDR, &pp), -FY_E_TOOBIG);
+}
+
+static void test_protocol__pages_length_not_n_units__fails_proto(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    const struct {
+        uint64_t arg;
+        uint32_t length;
+    } cases[] = {
+        {2, PAGES_UNIT},          {1, PAGES_UNIT + 1},
+        {1, PAGES_UNIT - 1},      {2, 3 * PAGES_UNIT},
+        {64, 63 * PAGES_UNIT},    {3, 3 * DESC},
+        {1, PAGE},                {1, DESC + 16 + PAGE},
+    };
+
+    for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        raw_frame(f->buf, FY_FRAME_PAGES, 0, cases[i].length, cases[i].arg,
+                  NULL, 0);
+        /* Refused from the header alone, by both decoders. */
+        assert_int_equal(decode(f, HDR), -FY_E_PROTO);
+        assert_detail_has("payload length");
+        assert_int_equal(decode_prefix(f, HDR, &pp), -FY_E_PROTO);
+    }
+}
+
+static void test_protocol__pages_with_flags__fails_proto(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    size_t n = put_pages(f, 2);
+
+    f->buf[3] = FY_OP_F_FINAL;
+    reseal_header(f->buf);
+    assert_int_equal(decode(f, n), -FY_E_PROTO);
+    assert_int_equal(decode_prefix(f, n, &pp), -FY_E_PROTO);
+    /* The receive-side flags are never valid on the wire either. */
+    f->buf[3] = FY_OP_F_UNCHECKED | FY_OP_F_PLACED;
+    reseal_header(f->buf);
+    assert_int_equal(decode(f, n), -FY_E_PROTO);
+    assert_int_equal(decode_prefix(f, n, &pp), -FY_E_PROTO);
+}
+
+static void test_protocol__flipped_pages_descriptor_byte__fails_checksum(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    size_t n = put_pages(f, 3);
+
+    for (size_t i = HDR; i < PAGES_PREFIX(3); i++) {
+        f->buf[i] ^= 0x04;
+        assert_int_equal(decode(f, n), -FY_E_CHECKSUM);
+        assert_int_equal(decode_prefix(f, PAGES_PREFIX(3), &pp),
+                         -FY_E_CHECKSUM);
+        f->buf[i] ^= 0x04;
+    }
+    assert_int_equal(decode(f, n), 0);
+}
+
+static void test_protocol__flipped_pages_page_byte__fails_checksum(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    size_t n = put_pages(f, 3);
+    const size_t at[] = {PAGES_PREFIX(3), PAGES_PREFIX(3) + PAGE - 1,
+                         PAGES_PREFIX(3) + PAGE + 1234, n - 1};
+
+    for (unsigned i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        f->buf[at[i]] ^= 0x80;
+        assert_int_equal(decode(f, n), -FY_E_CHECKSUM);
+        assert_detail_has("PAGES");
+        /* The prefix does not cover the pages: the receiver that reads
+         * them in place checks them there. */
+        assert_int_equal(decode_prefix(f, n, &pp), 0);
+        f->buf[at[i]] ^= 0x80;
+    }
+    assert_int_equal(decode(f, n), 0);
+}
+
+static void test_protocol__flipped_pages_page_byte_deferred__decodes_unchecked(
+    void **state)
+{
+    struct fixture *f = *state;
+    const struct fy_proto_limits deferred = {REGION, PAGE, true};
+    size_t n = put_pages(f, 3);
+
+    f->buf[PAGES_PREFIX(3) + PAGE + 77] ^= 0x01;
+    assert_int_equal(fy_proto_decode(f->buf, n, &deferred, &f->op,
+                                     &f->scratch, &f->frame_len),
+                     0);
+    assert_int_equal(f->op.type, FY_FRAME_PAGES);
+    assert_int_equal(f->op.flags, FY_OP_F_UNCHECKED);
+    assert_int_equal(f->op.len, 3);
+    assert_ptr_equal(f->op.data, f->buf);
+    assert_int_equal(f->frame_len, n);
+    /* Deferring the page hashes does not defer the descriptor sum. */
+    f->buf[HDR + 3] ^= 0x01;
+    assert_int_equal(fy_proto_decode(f->buf, n, &deferred, &f->op,
+                                     &f->scratch, &f->frame_len),
+                     -FY_E_CHECKSUM);
+}
+
+static void test_protocol__pages_offset_past_region__fails_range(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    const uint64_t bad[] = {REGION, 2 * REGION, UINT64_MAX - PAGE + 1};
+    size_t n;
+
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = put_pages(f, 3);
+        pages_set_offset(f, 2, bad[i]);
+        /* Before any page has arrived ... */
+        assert_int_equal(decode_prefix(f, PAGES_PREFIX(3), &pp), -FY_E_RANGE);
+        assert_detail_has("PAGES");
+        assert_detail_has("region size");
+        /* ... and with the whole frame. */
+        assert_int_equal(decode_prefix(f, n, &pp), -FY_E_RANGE);
+        assert_int_equal(decode(f, n), -FY_E_RANGE);
+    }
+    /* The last page of the region is inside it. */
+    put_pages(f, 3);
+    pages_set_offset(f, 2, REGION - PAGE);
+    assert_int_equal(decode_prefix(f, PAGES_PREFIX(3), &pp), 0);
+}
+
+static void test_protocol__misaligned_pages_offset__fails_range(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_pages_prefix pp;
+    const uint64_t bad[] = {1, PAGE + 8, 5 * PAGE - 1};
+
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n = put_pages(f, 3);
+
+        pages_set_offset(f, 0, bad[i]);
+        assert_int_equal(decode_prefix(f, PAGES_PREFIX(3), &pp), -FY_E_RANGE);
+        assert_detail_has("page size");
+        assert_int_equal(decode_prefix(f, n, &pp), -FY_E_RANGE);
+        assert_int_equal(decode(f, n), -FY_E_RANGE);
+    }
+}
+
+static void test_protocol__failed_pages_decode__leaves_op_untouched(
+    void **state)
+{
+    struct fixture *f = *state;
+    size_t n = put_pages(f, 2);
+    struct fy_op before;
+
+    pages_set_offset(f, 1, REGION);
+    memset(&f->op, 0xa5, sizeof(f->op));
+    before = f->op;
+    assert_int_equal(decode(f, n), -FY_E_RANGE);
+    assert_memory_equal(&f->op, &before, sizeof(before));
+    assert_int_equal(f->frame_len, 0);
+}
+
+static void test_protocol__encode_pages_of_0_or_65__fails_inval(void **state)
+{
+    struct fixture *f = *state;
+
+    put_pages(f, FY_PAGES_MAX);
+    f->pops[FY_PAGES_MAX] = f->pops[0];
+    assert_int_equal(fy_proto_encode_pages(f->pops, 0, f->buf, sizeof(f->buf)),
+                     -FY_E_INVAL);
+    assert_int_equal(fy_proto_encode_pages(f->pops, FY_PAGES_MAX + 1, f->buf,
+                                           sizeof(f->buf)),
+                     -FY_E_INVAL);
+    assert_int_equal(fy_proto_encode_pages(f->pops, FY_PAGES_MAX, f->buf,
+                                           sizeof(f->buf)),
+                     PAGES_PREFIX(FY_PAGES_MAX));
+}
+
+static void test_protocol__encode_pages_with_other_op__fails_inval(
+    void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t others[] = {FY_OP_ZERO, FY_OP_REF, FY_OP_DONE, 0,
+                              FY_FRAME_PAGES};
+
+    put_pages(f, 3);
+    for (unsigned i = 0; i < sizeof(others); i++) {
+        struct fy_op saved = f->pops[1];
+
+        f->pops[1].type = others[i];
+        assert_int_equal(fy_proto_encode_pages(f->pops, 3, f->buf,
+                                               sizeof(f->buf)),
+                         -FY_E_INVAL);
+        assert_detail_has("entry 1");
+        f->pops[1] = saved;
+    }
+    assert_int_equal(fy_proto_encode_pages(f->pops, 3, f->buf, sizeof(f->buf)),
+                     PAGES_PREFIX(3));
+}
+
+static void test_protocol__encode_pages_breaking_page_rules__fails_inval(
+    void **state)
+{
+    struct fixture *f = *state;
+
+    put_pages(f, 2);
+    f->pops[1].flags = FY_OP_F_UNCHECKED;
+    assert_int_equal(fy_proto_encode_pages(f->pops, 2, f->buf, sizeof(f->buf)),
+                     -FY_E_INVAL);
+    f->pops[1].flags = 0;
+    f->pops[1].data = NULL;
+    assert_int_equal(fy_proto_encode_pages(f->pops, 2, f->buf, sizeof(f->buf)),
+                     -FY_E_INVAL);
+    f->pops[1].data = f->pages[1];
+    f->pops[1].offset = PAGE + 512;
+    assert_int_equal(fy_proto_encode_pages(f->pops, 2, f->buf, sizeof(f->buf)),
+                     -FY_E_INVAL);
+}
+
+static void test_protocol__encode_pages_into_small_buffer__fails_nospace(
+    void **state)
+{
+    struct fixture *f = *state;
+
+    put_pages(f, 4);
+    assert_int_equal(fy_proto_encode_pages(f->pops, 4, f->buf,
+                                           PAGES_PREFIX(4) - 1),
+                     -FY_E_NOSPACE);
+    /* The pages are the caller's to send: room for the prefix is enough. */
+    assert_int_equal(fy_proto_encode_pages(f->pops, 4, f->buf,
+                                           PAGES_PREFIX(4)),
+                     PAGES_PREFIX(4));
+}
+
+static void test_protocol__encode_pages_null_arguments__fail_inval(
+    void **state)
+{
+    struct fixture *f = *state;
+
+    put_pages(f, 1);
+    assert_int_equal(fy_proto_encode_pages(NULL, 1, f->buf, sizeof(f->buf)),
+                     -FY_E_INVAL);
+    assert_int_equal(fy_proto_encode_pages(f->pops, 1, NULL, 0), -FY_E_INVAL);
+    assert_int_equal(fy_proto_encode_pages(f->pops, 1, NULL, 4096),
+                     -FY_E_INVAL);
+}
+
 /* ---- streams ------------------------------------------------------------ */
 
-/* One frame of every post-handshake type, back to back; returns the size. */
+/* One frame of every post-handshake type, back to back, with PAGES frames
+ * of two pages and of one among them; returns the size. */
 static size_t put_stream(struct fixture *f, uint8_t *types, unsigned *count)
 {
     static const uint64_t offs[3] = {0, 5 * PAGE, 63 * PAGE};
@@ -1504,15 +2075,44 @@ static size_t put_stream(struct fixture *f, uint8_t *types, unsigned *count)
     unsigned k = 0;
 
     types[k++] = FY_OP_PAGE;
+    n += put_pages_at(f, f->buf + n, sizeof(f->buf) - n, 2);
+    types[k++] = FY_FRAME_PAGES;
     for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         int w = fy_proto_encode(&ops[i], f->buf + n, sizeof(f->buf) - n);
 
         assert_true(w > 0);
         n += (size_t)w;
         types[k++] = ops[i].type;
+        if (ops[i].type == FY_OP_MISS) {
+            n += put_pages_at(f, f->buf + n, sizeof(f->buf) - n, 1);
+            types[k++] = FY_FRAME_PAGES;
+        }
     }
     *count = k;
     return n;
+}
+
+/* The prefix decoder on buf[0..avail), the start of the clean frame
+ * 'whole' of type 'type': it waits for the whole prefix of a PAGES frame,
+ * and passes on any other type as soon as its type byte is in. */
+static void check_prefix_decode(const uint8_t *buf, size_t avail,
+                                unsigned type, const uint8_t *whole)
+{
+    struct fy_pages_prefix pp;
+    size_t prefix = type == FY_FRAME_PAGES ? PAGES_PREFIX(le64_get(whole + 8))
+                                           : 0;
+    int rc = fy_proto_decode_pages_prefix(avail ? buf : NULL, avail, &lim,
+                                          &pp);
+
+    if (type == FY_FRAME_PAGES && avail >= prefix) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(pp.prefix_len, prefix);
+        assert_ptr_equal(pp.desc, buf + HDR);
+    } else if (type != FY_FRAME_PAGES && avail >= 3) {
+        assert_int_equal(rc, 1);
+    } else {
+        assert_int_equal(rc, -FY_E_AGAIN);
+    }
 }
 
 static void test_protocol__stream_fed_byte_by_byte__decodes_every_frame(
@@ -1535,6 +2135,8 @@ static void test_protocol__stream_fed_byte_by_byte__decodes_every_frame(
 
             assert_non_null(copy);
             memcpy(copy, f->buf + pos, avail);
+            if (got < count)
+                check_prefix_decode(copy, avail, types[got], f->buf + pos);
             rc = fy_proto_decode(copy, avail, &lim, &f->op, &f->scratch,
                                  &flen);
             free(copy);
@@ -1562,6 +2164,24 @@ static uint64_t next_random(uint64_t *s)
     *s ^= *s << 25;
     *s ^= *s >> 27;
     return *s * 0x2545F4914F6CDD1Du;
+}
+
+/* A PAGES prefix the decoder accepted from 'avail' bytes. */
+static void check_pages_prefix_in_region(const struct fy_pages_prefix *pp,
+                                         size_t avail)
+{
+    assert_true(pp->n >= 1 && pp->n <= FY_PAGES_MAX);
+    assert_int_equal(pp->prefix_len, PAGES_PREFIX(pp->n));
+    assert_int_equal(pp->frame_len, PAGES_FRAME(pp->n));
+    assert_true(pp->prefix_len <= avail);
+    for (unsigned i = 0; i < pp->n; i++) {
+        uint64_t off;
+        fy_hash128 h;
+
+        fy_proto_pages_desc(pp, i, &off, &h);
+        assert_int_equal(off % PAGE, 0);
+        assert_true(off < REGION);
+    }
 }
 
 static void check_decoded_in_region(const struct fy_op *op, size_t flen,
@@ -1592,6 +2212,27 @@ static void check_decoded_in_region(const struct fy_op *op, size_t flen,
         assert_true(op->offset > 0 && op->offset < FY_E__COUNT);
         assert_true(op->len <= FY_ERROR_MSG_MAX);
         break;
+    case FY_FRAME_PAGES: {
+        struct fy_pages_prefix pp;
+
+        assert_true(op->len >= 1 && op->len <= FY_PAGES_MAX);
+        assert_int_equal(flen, PAGES_FRAME(op->len));
+        assert_int_equal(op->flags, 0);
+        assert_int_equal(fy_proto_decode_pages_prefix(op->data, flen, &lim,
+                                                      &pp),
+                         0);
+        check_pages_prefix_in_region(&pp, flen);
+        /* Decoded without deferring: every page matches its hash. */
+        for (unsigned i = 0; i < pp.n; i++) {
+            uint64_t off;
+            fy_hash128 h;
+
+            fy_proto_pages_desc(&pp, i, &off, &h);
+            assert_true(fy_hash_eq(h, fy_page_hash(pp.desc + pp.n * DESC +
+                                                   (size_t)i * PAGE)));
+        }
+        break;
+    }
     default:
         break;
     }
@@ -1602,7 +2243,7 @@ static void test_protocol__random_mutations__never_crash_or_leave_region(
 {
     struct fixture *f = *state;
     uint8_t types[16];
-    unsigned count, ok = 0, bad = 0;
+    unsigned count, ok = 0, bad = 0, prefixes = 0;
     size_t starts[17], n = put_stream(f, types, &count);
     uint8_t *frames = malloc(n + HELLO_FRAME);
     uint64_t seed = 0x9E3779B97F4A7C15u;
@@ -1629,6 +2270,7 @@ static void test_protocol__random_mutations__never_crash_or_leave_region(
         size_t avail;
         uint8_t *copy;
         size_t flen;
+        struct fy_pages_prefix pp;
         int rc;
 
         memcpy(f->buf, frames + starts[k], len);
@@ -1645,6 +2287,14 @@ static void test_protocol__random_mutations__never_crash_or_leave_region(
         copy = malloc(avail ? avail : 1);
         assert_non_null(copy);
         memcpy(copy, f->buf, avail);
+
+        rc = fy_proto_decode_pages_prefix(copy, avail, &lim, &pp);
+        if (rc == 0) {
+            check_pages_prefix_in_region(&pp, avail);
+            prefixes++;
+        } else {
+            assert_true(rc == 1 || (rc < 0 && -rc < FY_E__COUNT));
+        }
 
         rc = fy_proto_decode(copy, avail, &lim, &f->op, &f->scratch, &flen);
         if (rc == 0) {
@@ -1672,9 +2322,10 @@ static void test_protocol__random_mutations__never_crash_or_leave_region(
         }
         free(copy);
     }
-    /* Both outcomes were exercised. */
+    /* Both outcomes were exercised, and PAGES prefixes were accepted. */
     assert_true(ok > 100);
     assert_true(bad > 100);
+    assert_true(prefixes > 20);
     free(frames);
 }
 
@@ -1745,6 +2396,7 @@ int main(void)
         T(test_protocol__flipped_payload_byte__fails_checksum),
         T(test_protocol__flipped_page_hash_byte__fails_checksum),
         T(test_protocol__flipped_page_byte__fails_checksum),
+        T(test_protocol__flipped_page_byte_deferred__decodes_unchecked),
         T(test_protocol__flipped_error_text__fails_checksum),
         T(test_protocol__page_offset_past_region__fails_range),
         T(test_protocol__page_offset_near_u64_max__fails_range),
@@ -1778,6 +2430,31 @@ int main(void)
         T(test_protocol__empty_error_frame_during_handshake__names_code),
         T(test_protocol__peer_message_control_bytes__are_replaced),
         T(test_protocol__data_frame_during_handshake__fails_proto),
+        T(test_protocol__pages_roundtrip_one_page__decodes_offset_hash_data),
+        T(test_protocol__pages_roundtrip_two_pages__decodes_offsets_hashes_data),
+        T(test_protocol__pages_roundtrip_64_pages__decodes_offsets_hashes_data),
+        T(test_protocol__pages_frame__matches_layout_and_sums_descriptors),
+        T(test_protocol__pages_prefix_without_pages__prefix_decodes_frame_waits),
+        T(test_protocol__pages_prefix_with_whole_frame__prefix_decodes),
+        T(test_protocol__pages_prefix_incomplete__asks_for_more),
+        T(test_protocol__pages_prefix_of_other_type__returns_one),
+        T(test_protocol__pages_prefix_null_arguments__fail_inval),
+        T(test_protocol__pages_of_no_pages__fails_proto),
+        T(test_protocol__pages_of_65_pages__fails_proto),
+        T(test_protocol__pages_of_65_pages_with_their_length__fails_toobig),
+        T(test_protocol__pages_length_not_n_units__fails_proto),
+        T(test_protocol__pages_with_flags__fails_proto),
+        T(test_protocol__flipped_pages_descriptor_byte__fails_checksum),
+        T(test_protocol__flipped_pages_page_byte__fails_checksum),
+        T(test_protocol__flipped_pages_page_byte_deferred__decodes_unchecked),
+        T(test_protocol__pages_offset_past_region__fails_range),
+        T(test_protocol__misaligned_pages_offset__fails_range),
+        T(test_protocol__failed_pages_decode__leaves_op_untouched),
+        T(test_protocol__encode_pages_of_0_or_65__fails_inval),
+        T(test_protocol__encode_pages_with_other_op__fails_inval),
+        T(test_protocol__encode_pages_breaking_page_rules__fails_inval),
+        T(test_protocol__encode_pages_into_small_buffer__fails_nospace),
+        T(test_protocol__encode_pages_null_arguments__fail_inval),
         T(test_protocol__stream_fed_byte_by_byte__decodes_every_frame),
         T(test_protocol__random_mutations__never_crash_or_leave_region),
     };
