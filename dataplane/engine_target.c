@@ -56,6 +56,8 @@ struct tgt {
     pthread_mutex_t tx0;  /* sends on stream 0 */
     struct fy_first_error err;
     volatile int stop;
+    uint64_t *claimed;    /* pages an operation of this round named */
+    uint64_t *settled;    /* pages whose bytes for this round are in place */
     int lost_rc;          /* another stream was closed by the source */
     char lost_detail[512];
     uint8_t *page_buf;    /* one page, for remote regions */
@@ -83,6 +85,41 @@ static void fail(struct tgt *m, int rc)
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
     fy_session_shutdown(m->s);
+}
+
+/* ---- one operation per page per round ---------------------------------- */
+
+/* A round names each page at most once; a source that names one twice is
+ * broken, and letting it through would let two writers race on a page. */
+static int claim(struct tgt *m, struct receiver *w, uint64_t page)
+{
+    uint64_t bit = 1ull << (page & 63);
+
+    if (__atomic_fetch_or(&m->claimed[page >> 6], bit, __ATOMIC_RELAXED) & bit)
+        return fy_error(FY_E_PROTO,
+                        "stream %u: the source sent offset 0x%llx twice in one "
+                        "round", w->stream->index,
+                        (unsigned long long)(page << FY_PAGE_SHIFT));
+    return 0;
+}
+
+/* The page's bytes for this round are in place and its page map entry is
+ * their hash; nothing else writes it before the round ends. */
+static void settle(struct tgt *m, uint64_t page)
+{
+    __atomic_fetch_or(&m->settled[page >> 6], 1ull << (page & 63), __ATOMIC_RELEASE);
+}
+
+static bool settled(struct tgt *m, uint64_t page)
+{
+    return (__atomic_load_n(&m->settled[page >> 6], __ATOMIC_ACQUIRE) >> (page & 63)) & 1;
+}
+
+static void new_round(struct tgt *m)
+{
+    size_t bytes = (m->npages + 63) / 64 * 8;
+    memset(m->claimed, 0, bytes);
+    memset(m->settled, 0, bytes);
 }
 
 /* ---- placing pages ---------------------------------------------------- */
@@ -142,6 +179,7 @@ static int flush_pages(struct receiver *w)
         fy_pagemap_set(&m->held, w->pages[i], w->hashes[i]);
         fy_dedup_insert(m->dedup, w->hashes[i],
                         (struct fy_dedup_loc){(uint32_t)m->space, w->pages[i]});
+        settle(m, w->pages[i]);
     }
     w->npending = 0;
     return 0;
@@ -226,9 +264,15 @@ static int resolve_one(struct tgt *m, uint64_t page, fy_hash128 h)
         const void *d = m->page_buf;
         if ((rc = fy_region_write_pages(m->r, &page, &d, 1)) < 0)
             return rc;
-    } else if ((rc = fy_region_copy_page(m->r, page, loc.page)) < 0) {
-        return rc;
+    } else {
+        /* This side's page map is the truth about its own bytes and
+         * nothing else writes them now: the copy holds h. */
+        if ((rc = fy_region_copy_page(m->r, page, loc.page)) < 0)
+            return rc;
+        fy_pagemap_set(&m->held, page, h);
+        return 1;
     }
+    /* Another migration's region may change under us: check the copy. */
     if ((rc = hash_page(m, m->r, page, &now)) < 0)
         return rc;
     if (!fy_hash_eq(now, h)) {
@@ -331,6 +375,7 @@ static int end_round(struct tgt *m, const struct fy_op *end)
     }
     if ((rc = resolve_refs(m, &missed, &nmissed)) < 0)
         goto out;
+    new_round(m);
 
     struct fy_round_ack ack = {
         .applied = m->round.pages_sent + m->round.pages_zero + m->round.pages_dup - nmissed,
@@ -422,6 +467,28 @@ static int answer_verify(struct tgt *m, const struct fy_op *req)
 
 /* ---- receiving -------------------------------------------------------- */
 
+/* A reference whose content already settled in this region this round is
+ * copied now, spreading the work over the round; any other waits for the
+ * round's end, when nothing moves. */
+static int place_ref(struct receiver *w, uint64_t page, fy_hash128 h)
+{
+    struct tgt *m = w->m;
+    struct fy_dedup_loc loc;
+    int rc;
+
+    if ((rc = claim(m, w, page)) < 0)
+        return rc;
+    if (fy_dedup_lookup(m->dedup, h, &loc) && loc.space == (uint32_t)m->space &&
+        loc.page != page && settled(m, loc.page)) {
+        if ((rc = fy_region_copy_page(m->r, page, loc.page)) < 0)
+            return rc;
+        fy_pagemap_set(&m->held, page, h);
+        settle(m, page);
+        return 0;
+    }
+    return queue_ref(w, page, h);
+}
+
 /* Handles one operation.  Returns 1 when the stream is done. */
 static int handle(struct receiver *w, const struct fy_op *op)
 {
@@ -433,6 +500,8 @@ static int handle(struct receiver *w, const struct fy_op *op)
         return rc;
     switch (op->type) {
     case FY_OP_PAGE:
+        if ((rc = claim(m, w, op->offset >> FY_PAGE_SHIFT)) < 0)
+            return rc;
         w->pages[w->npending] = op->offset >> FY_PAGE_SHIFT;
         w->data[w->npending] = op->data;
         w->hashes[w->npending] = op->hash;
@@ -447,6 +516,10 @@ static int handle(struct receiver *w, const struct fy_op *op)
         __atomic_fetch_add(&m->round.pages_sent, 1, __ATOMIC_RELAXED);
         return 0;
     case FY_OP_ZERO:
+        for (uint64_t p = op->offset >> FY_PAGE_SHIFT,
+                      e = p + (op->len >> FY_PAGE_SHIFT); p < e; p++)
+            if ((rc = claim(m, w, p)) < 0)
+                return rc;
         w->got.zero_pages += op->len >> FY_PAGE_SHIFT;
         w->got.ops++;
         __atomic_fetch_add(&m->round.pages_zero, op->len >> FY_PAGE_SHIFT,
@@ -456,7 +529,7 @@ static int handle(struct receiver *w, const struct fy_op *op)
         w->got.ref_pages++;
         w->got.ops++;
         __atomic_fetch_add(&m->round.pages_dup, 1, __ATOMIC_RELAXED);
-        return queue_ref(w, op->offset >> FY_PAGE_SHIFT, op->hash);
+        return place_ref(w, op->offset >> FY_PAGE_SHIFT, op->hash);
     case FY_OP_ROUND_END:
         if ((rc = check_counts(w, op)) < 0)
             return rc;
@@ -589,7 +662,9 @@ static int tgt_init(struct tgt *m, struct fy_region *r, struct fy_session *s,
         return m->space;
     m->rx = calloc(s->nstreams, sizeof(*m->rx));
     m->page_buf = malloc(FY_PAGE_SIZE);
-    if (!m->rx || !m->page_buf)
+    m->claimed = calloc((m->npages + 63) / 64, 8);
+    m->settled = calloc((m->npages + 63) / 64, 8);
+    if (!m->rx || !m->page_buf || !m->claimed || !m->settled)
         return fy_error(FY_E_NOMEM, "no memory for %u receivers", s->nstreams);
     for (unsigned i = 0; i < s->nstreams; i++) {
         m->rx[i].m = m;
@@ -605,6 +680,8 @@ static void tgt_fini(struct tgt *m)
             free(m->rx[i].refs);
     free(m->rx);
     free(m->page_buf);
+    free(m->claimed);
+    free(m->settled);
     if (m->dedup && m->space >= 0)
         fy_dedup_remove_space(m->dedup, m->space);
     if (m->own_dedup)

@@ -44,7 +44,7 @@ uint64_t fy_bench_writer_writes(const struct fy_bench_writer *w);
 struct fy_pipeline_cfg {
     const char *transport;  /* "tcp" */
     uint64_t size;          /* region bytes */
-    unsigned streams;       /* 0: one per CPU */
+    unsigned streams;       /* 0: half the CPUs (both ends run here) */
     double dup_ratio;
     double zero_ratio;
     double dirty_rate;      /* pages per second written during migration */
@@ -87,6 +87,10 @@ int fy_bench_memcpy(struct fy_region *src, double *seconds);
  * forked receiver that reads and discards them. */
 int fy_bench_raw_tcp(struct fy_region *src, unsigned streams, double *seconds,
                      double *src_cpu, double *tgt_cpu);
+
+/* The streams a pipeline run uses: cfg->streams, or by default half the
+ * CPUs (at least 1). */
+unsigned fy_bench_streams(const struct fy_pipeline_cfg *cfg);
 
 /* Parses "1G", "512M", "64K", "4096" into bytes. */
 int fy_bench_parse_size(const char *s, uint64_t *out);

@@ -47,7 +47,9 @@ static void usage(FILE *f)
 "          insert/lookup, over SIZE bytes of random pages (default 256M).\n"
 "\n"
 "pipeline  Migrates a SIZE region (default 1G) from this process to a forked\n"
-"          target process over loopback with K streams (default: one per CPU).\n"
+"          target process over loopback with K streams (default: half the\n"
+"          CPUs, at least 1: both ends run on this machine, so each gets half,\n"
+"          as each host would have all of its own).\n"
 "          D and Z are the shares of duplicate and zero pages (0..1, default\n"
 "          0), R the pages per second a writer thread dirties during the\n"
 "          migration (default 0).  Dirty pages come from the writer's dirty\n"
@@ -307,10 +309,10 @@ static int cmd_pipeline(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!json) {
-        printf("pipeline: %s, %.2f GiB, %s streams, dup %.0f%%, zero %.0f%%, "
+        printf("pipeline: %s, %.2f GiB, %u stream(s), dup %.0f%%, zero %.0f%%, "
                "dirty %.0f pages/s (%s)\n",
                cfg.transport, (double)cfg.size / GIB,
-               cfg.streams ? "" : "auto", cfg.dup_ratio * 100, cfg.zero_ratio * 100,
+               fy_bench_streams(&cfg), cfg.dup_ratio * 100, cfg.zero_ratio * 100,
                cfg.dirty_rate, cfg.rehash ? "re-hash" : "dirty log");
         printf("round      dirty      sent      zero       dup    resent  wire MiB    secs   dirty/s  downtime\n");
         cfg.on_round = print_round;

@@ -33,6 +33,18 @@ static double cpu_seconds(int who)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
+unsigned fy_bench_streams(const struct fy_pipeline_cfg *cfg)
+{
+    long n;
+
+    if (cfg->streams)
+        return cfg->streams;
+    /* Both ends run on this machine: each gets half of its CPUs, as each
+     * host would have all of its own. */
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 1 ? (unsigned)n / 2 : 1;
+}
+
 int fy_bench_parse_size(const char *s, uint64_t *out)
 {
     char *end;
@@ -282,11 +294,7 @@ static int run_once(const struct fy_pipeline_cfg *cfg, struct fy_region *src,
     memset(res, 0, sizeof(*res));
     if (!(t = fy_transport_find(cfg->transport ? cfg->transport : "tcp")))
         return -FY_E_NOTFOUND;
-    res->streams = cfg->streams;
-    if (!res->streams) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        res->streams = n > 0 ? (unsigned)n : 1;
-    }
+    res->streams = fy_bench_streams(cfg);
     if (cfg->baselines) {
         if ((rc = fy_bench_memcpy(src, &res->memcpy_seconds)) < 0)
             goto out;

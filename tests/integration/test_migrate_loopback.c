@@ -61,7 +61,7 @@ static void test_migrate_loopback__rehash_mode_with_writer__identical(void **sta
     (void)state;
     struct fy_pipeline_cfg cfg = {
         .transport = "tcp", .size = 256ull << 20, .dup_ratio = 0.2,
-        .zero_ratio = 0.2, .dirty_rate = 20000, .rehash = true,
+        .zero_ratio = 0.2, .dirty_rate = 20000, .rehash = true, .streams = 2,
         .check_bytes = true};
     struct fy_pipeline_result r;
 
