@@ -695,6 +695,79 @@ static void test_migrate__source_dedup_claims_content_target_lacks__misses_resen
 
 /* ---- the digest ---------------------------------------------------------------------- */
 
+/* Plays a source by hand: opens a one-stream session to a target running
+ * fy_migrate_target on 'dst', sends 'ops', and returns what the target sent
+ * back first (an ERROR, if it refused them). */
+static void hand_driven(struct run *run, struct fy_region *dst,
+                        const struct fy_op *ops, unsigned n, struct fy_op *answer)
+{
+    struct fy_transport_opts o = {.streams = 1, .timeout_ms = TIMEOUT_MS};
+    struct fy_session_info info = {.region_size = fy_region_size(dst),
+                                   .page_size = FY_PAGE_SIZE, .caps = FY_CAPS_V1};
+    struct fy_session *s = NULL;
+
+    assert_int_equal(fy_transport_tcp.listen("127.0.0.1:0", &o, &run->t.l), 0);
+    run->t.dst = dst;
+    run->t.tp.idle_timeout_ms = TIMEOUT_MS;
+    assert_int_equal(pthread_create(&run->t.tid, NULL, target_main, &run->t), 0);
+    assert_int_equal(fy_transport_tcp.connect(run->t.l->addr, &o, &info, &s), 0);
+    assert_int_equal(fy_stream_send_all(s->streams[0], ops, n), 0);
+    assert_int_equal(s->streams[0]->rx_burst(s->streams[0], answer, 1, TIMEOUT_MS), 1);
+    pthread_join(run->t.tid, NULL);
+    fy_session_close(s);
+    fy_transport_tcp.listener_close(run->t.l);
+}
+
+static void test_migrate_target__source_names_a_page_twice_in_a_round__fails_proto_and_tells_it(void **state)
+{
+    struct fy_region *dst = memfd("dst", 4 * MIB);
+    uint8_t page[FY_PAGE_SIZE];
+    struct fy_round_counts c = {.pages = 2, .ops = 2};
+    struct fy_op ops[3] = {
+        {.type = FY_OP_PAGE, .offset = 8 * FY_PAGE_SIZE, .len = FY_PAGE_SIZE, .data = page},
+        {.type = FY_OP_REF, .offset = 8 * FY_PAGE_SIZE},
+        {.type = FY_OP_ROUND_END, .offset = 1, .data = &c, .len = sizeof(c)},
+    };
+    struct run run = {0};
+    struct fy_op answer;
+
+    (void)state;
+    fill_page(page, 5);
+    ops[0].hash = ops[1].hash = fy_page_hash(page);
+    run.t.tp.fresh = true;
+    hand_driven(&run, dst, ops, 3, &answer);
+    assert_int_equal(run.t.rc, -FY_E_PROTO);
+    assert_non_null(strstr(run.t.detail, "twice"));
+    assert_int_equal(answer.type, FY_OP_ERROR);
+    assert_int_equal(answer.offset, FY_E_PROTO);
+    fy_region_close(dst);
+}
+
+static void test_migrate_target__placed_page_fails_its_hash__fails_checksum_inside_region(void **state)
+{
+    struct fy_region *dst = memfd("dst", 4 * MIB);
+    uint8_t page[FY_PAGE_SIZE];
+    struct fy_op ops[1] = {
+        {.type = FY_OP_PAGE, .offset = 3 * FY_PAGE_SIZE, .len = FY_PAGE_SIZE, .data = page},
+    };
+    struct run run = {0};
+    struct fy_op answer;
+
+    (void)state;
+    fill_page(page, 6);
+    ops[0].hash = fy_page_hash(page);
+    ops[0].hash.lo ^= 1; /* the page is not what its frame says */
+    run.t.ap = (struct fy_accept_params){.region_size = 4 * MIB,
+                                         .placement = base_of(dst),
+                                         .receiver_checks_pages = true};
+    run.t.tp.fresh = true;
+    hand_driven(&run, dst, ops, 1, &answer);
+    assert_int_equal(run.t.rc, -FY_E_CHECKSUM);
+    assert_int_equal(answer.type, FY_OP_ERROR);
+    assert_int_equal(answer.offset, FY_E_CHECKSUM);
+    fy_region_close(dst);
+}
+
 static void test_region_digest__any_thread_count__same_digest(void **state)
 {
     struct fy_region *r = memfd("digest", 4 * MIB + 5 * FY_PAGE_SIZE);
@@ -732,6 +805,8 @@ int main(void)
         cmocka_unit_test(test_migrate__cancelled_after_first_round__fails_cancelled_and_never_pauses),
         cmocka_unit_test(test_migrate__pause_fails__source_fails_with_its_error),
         cmocka_unit_test(test_migrate__source_dedup_claims_content_target_lacks__misses_resent_and_identical),
+        cmocka_unit_test(test_migrate_target__source_names_a_page_twice_in_a_round__fails_proto_and_tells_it),
+        cmocka_unit_test(test_migrate_target__placed_page_fails_its_hash__fails_checksum_inside_region),
         cmocka_unit_test(test_region_digest__any_thread_count__same_digest),
     };
     return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
