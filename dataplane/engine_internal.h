@@ -91,4 +91,19 @@ static inline void fy_send_error(struct fy_stream *s, int code, const char *msg)
     fy_stream_send_all(s, &op, 1);
 }
 
+/* One side's record of what the target holds: the page map of 'r', joined
+ * to 'shared' (gang dedup) or to an index of its own.  Checks first that the
+ * session's region size is r's.  fy_held_close() undoes whatever part of it
+ * was done, so it is called on failure too. */
+struct fy_held {
+    struct fy_pagemap map;
+    struct fy_dedup *dedup;
+    int space; /* -1 until joined */
+    bool own;  /* the index is ours to destroy */
+};
+
+int fy_held_open(struct fy_held *h, struct fy_region *r,
+                 const struct fy_session *s, struct fy_dedup *shared);
+void fy_held_close(struct fy_held *h);
+
 #endif /* FERRY_ENGINE_INTERNAL_H */

@@ -36,10 +36,7 @@ struct src {
     struct fy_source_params p;
     uint64_t npages;
     uint64_t nwords;          /* bitmap words */
-    struct fy_pagemap held;   /* what we believe the target holds */
-    struct fy_dedup *dedup;
-    int space;
-    bool own_dedup;
+    struct fy_held idx;       /* page map (what the target holds) + index */
     fy_hash128 zero_hash;
     uint64_t *dirty;          /* pages this round moves */
     uint64_t *scratch_bm;     /* dirty log read during switchover */
@@ -113,7 +110,7 @@ static int send_batch(struct sender *w, unsigned n)
         w->zero[i] = fy_page_is_zero(data);
         if (!w->zero[i]) {
             w->hashes[i] = fy_page_hash(data);
-            fy_dedup_prefetch(m->dedup, w->hashes[i]);
+            fy_dedup_prefetch(m->idx.dedup, w->hashes[i]);
         }
     }
     for (unsigned i = 0; i < n; i++) {
@@ -125,9 +122,9 @@ static int send_batch(struct sender *w, unsigned n)
         fy_hash128 h;
 
         if (w->zero[i]) {
-            if (fy_hash_eq(fy_pagemap_get(&m->held, page), m->zero_hash))
+            if (fy_hash_eq(fy_pagemap_get(&m->idx.map, page), m->zero_hash))
                 continue;
-            fy_pagemap_set(&m->held, page, m->zero_hash);
+            fy_pagemap_set(&m->idx.map, page, m->zero_hash);
             w->counts.zero_pages++;
             op = nops ? &w->ops[nops - 1] : NULL;
             if (op && op->type == FY_OP_ZERO && op->offset + op->len == off) {
@@ -139,18 +136,18 @@ static int send_batch(struct sender *w, unsigned n)
             continue;
         }
         h = w->hashes[i];
-        if (fy_hash_eq(fy_pagemap_get(&m->held, page), h))
+        if (fy_hash_eq(fy_pagemap_get(&m->idx.map, page), h))
             continue; /* rewritten with what the target already has */
-        fy_pagemap_set(&m->held, page, h);
-        if (fy_dedup_lookup(m->dedup, h, &loc) &&
-            !(loc.space == (uint32_t)m->space && loc.page == page)) {
+        fy_pagemap_set(&m->idx.map, page, h);
+        if (fy_dedup_lookup(m->idx.dedup, h, &loc) &&
+            !(loc.space == (uint32_t)m->idx.space && loc.page == page)) {
             w->counts.ref_pages++;
             w->ops[nops++] = (struct fy_op){.type = FY_OP_REF, .offset = off,
                                             .hash = h};
             continue;
         }
-        fy_dedup_insert(m->dedup, h,
-                        (struct fy_dedup_loc){(uint32_t)m->space, page});
+        fy_dedup_insert(m->idx.dedup, h,
+                        (struct fy_dedup_loc){(uint32_t)m->idx.space, page});
         w->counts.pages++;
         w->page_ops[npages++] = (struct fy_op){.type = FY_OP_PAGE, .offset = off,
                                                .len = FY_PAGE_SIZE, .hash = h,
@@ -321,7 +318,7 @@ static int finish_round(struct src *m, struct fy_round_stats *st)
             unsigned n = 0;
             for (; n < FY_BATCH_PAGES && i < nmiss; n++, i++) {
                 w->pages[n] = missed[i];
-                fy_pagemap_set(&m->held, missed[i], FY_HASH_UNKNOWN);
+                fy_pagemap_set(&m->idx.map, missed[i], FY_HASH_UNKNOWN);
             }
             rc = fy_region_read_pages(m->r, w->pages, n, w->buf);
             if (rc < 0)
@@ -329,7 +326,7 @@ static int finish_round(struct src *m, struct fy_round_stats *st)
             for (unsigned k = 0; k < n; k++) {
                 const uint8_t *data = w->buf + ((size_t)k << FY_PAGE_SHIFT);
                 fy_hash128 h = fy_page_hash(data);
-                fy_pagemap_set(&m->held, w->pages[k], h);
+                fy_pagemap_set(&m->idx.map, w->pages[k], h);
                 w->ops[k] = (struct fy_op){.type = FY_OP_PAGE,
                                            .offset = w->pages[k] << FY_PAGE_SHIFT,
                                            .len = FY_PAGE_SIZE, .hash = h,
@@ -435,7 +432,7 @@ static void *scan_worker(void *arg)
                 const uint8_t *d = buf ? buf + ((size_t)i << FY_PAGE_SHIFT)
                                        : base + (pages[i] << FY_PAGE_SHIFT);
                 fy_hash128 h = fy_page_is_zero(d) ? m->zero_hash : fy_page_hash(d);
-                if (!fy_hash_eq(h, fy_pagemap_get(&m->held, pages[i]))) {
+                if (!fy_hash_eq(h, fy_pagemap_get(&m->idx.map, pages[i]))) {
                     fy_bit_set_atomic(m->dirty, pages[i]);
                     found++;
                 }
@@ -513,7 +510,7 @@ static int verify(struct src *m, struct fy_migration_stats *out)
     /* Every page's hash from the bytes held now, the writer paused: the
      * final round just hashed its pages (and a re-hash scan all of them);
      * read only the rest. */
-    rc = fy_digest_pages(m->r, &m->held, m->all_hashed ? NULL : m->final_bm,
+    rc = fy_digest_pages(m->r, &m->idx.map, m->all_hashed ? NULL : m->final_bm,
                          0, &digest);
     if (rc < 0)
         return rc;
@@ -545,7 +542,7 @@ static int src_init(struct src *m, struct fy_region *r, struct fy_session *s,
     int rc;
 
     memset(m, 0, sizeof(*m));
-    m->space = -1;
+    m->idx.space = -1;
     m->r = r;
     m->s = s;
     if (p)
@@ -558,23 +555,8 @@ static int src_init(struct src *m, struct fy_region *r, struct fy_session *s,
     m->npages = fy_region_pages(r);
     m->nwords = (m->npages + 63) / 64;
     m->zero_hash = fy_hash_zero_page();
-    if (s->info.region_size != fy_region_size(r))
-        return fy_error(FY_E_INVAL,
-                        "the session announced %llu bytes but %s has %llu",
-                        (unsigned long long)s->info.region_size, fy_region_name(r),
-                        (unsigned long long)fy_region_size(r));
-    if ((rc = fy_pagemap_init(&m->held, m->npages)) < 0)
+    if ((rc = fy_held_open(&m->idx, r, s, m->p.dedup)) < 0)
         return rc;
-    m->held.owner = r;
-    m->dedup = m->p.dedup;
-    if (!m->dedup) {
-        m->dedup = fy_dedup_create(m->npages);
-        if (!m->dedup)
-            return -FY_E_NOMEM;
-        m->own_dedup = true;
-    }
-    if ((m->space = fy_dedup_add_space(m->dedup, &m->held)) < 0)
-        return m->space;
     m->dirty = calloc(m->nwords, 8);
     m->scratch_bm = calloc(m->nwords, 8);
     m->final_bm = calloc(m->nwords, 8);
@@ -611,11 +593,7 @@ static void src_fini(struct src *m)
     free(m->dirty);
     free(m->scratch_bm);
     free(m->final_bm);
-    if (m->dedup && m->space >= 0)
-        fy_dedup_remove_space(m->dedup, m->space);
-    if (m->own_dedup)
-        fy_dedup_destroy(m->dedup);
-    fy_pagemap_fini(&m->held);
+    fy_held_close(&m->idx);
 }
 
 static void add_round(struct fy_migration_stats *tot, const struct fy_round_stats *st)

@@ -43,10 +43,7 @@ struct tgt {
     struct fy_session *s;
     struct fy_target_params p;
     uint64_t npages;
-    struct fy_pagemap held; /* what this side holds: the truth */
-    struct fy_dedup *dedup;
-    int space;
-    bool own_dedup;
+    struct fy_held idx;       /* page map (what the target holds) + index */
     fy_hash128 zero_hash;
     struct receiver *rx;
     pthread_mutex_t lock;
@@ -171,14 +168,14 @@ static int flush_pages(struct receiver *w)
             if (w->unchecked[i] &&
                 !fy_hash_eq(got = fy_page_hash(base + (w->pages[i] << FY_PAGE_SHIFT)),
                             w->hashes[i])) {
-                fy_pagemap_set(&m->held, w->pages[i], got);
+                fy_pagemap_set(&m->idx.map, w->pages[i], got);
                 return page_checksum_error(w, i, got);
             }
         }
     for (unsigned i = 0; i < w->npending; i++) {
-        fy_pagemap_set(&m->held, w->pages[i], w->hashes[i]);
-        fy_dedup_insert(m->dedup, w->hashes[i],
-                        (struct fy_dedup_loc){(uint32_t)m->space, w->pages[i]});
+        fy_pagemap_set(&m->idx.map, w->pages[i], w->hashes[i]);
+        fy_dedup_insert(m->idx.dedup, w->hashes[i],
+                        (struct fy_dedup_loc){(uint32_t)m->idx.space, w->pages[i]});
         settle(m, w->pages[i]);
     }
     w->npending = 0;
@@ -193,12 +190,12 @@ static int apply_zero(struct tgt *m, uint64_t offset, uint64_t len)
     int rc;
 
     for (uint64_t p = first; p <= end; p++) {
-        bool need = p < end && !fy_hash_eq(fy_pagemap_get(&m->held, p), m->zero_hash);
+        bool need = p < end && !fy_hash_eq(fy_pagemap_get(&m->idx.map, p), m->zero_hash);
         if (need) {
             if (!nrun)
                 run = p;
             nrun++;
-            fy_pagemap_set(&m->held, p, m->zero_hash);
+            fy_pagemap_set(&m->idx.map, p, m->zero_hash);
             continue;
         }
         if (nrun) {
@@ -251,12 +248,12 @@ static int resolve_one(struct tgt *m, uint64_t page, fy_hash128 h)
     fy_hash128 now;
     int rc;
 
-    if (!fy_dedup_lookup(m->dedup, h, &loc))
+    if (!fy_dedup_lookup(m->idx.dedup, h, &loc))
         return 0;
-    from = loc.space == (uint32_t)m->space ? m->r : NULL;
+    from = loc.space == (uint32_t)m->idx.space ? m->r : NULL;
     if (!from) {
         /* Another region known to this host (gang dedup). */
-        if ((rc = fy_dedup_space_owner(m->dedup, (int)loc.space, (void **)&from)) < 0 ||
+        if ((rc = fy_dedup_space_owner(m->idx.dedup, (int)loc.space, (void **)&from)) < 0 ||
             !from)
             return 0;
         if ((rc = fy_region_read_pages(from, &loc.page, 1, m->page_buf)) < 0)
@@ -269,17 +266,17 @@ static int resolve_one(struct tgt *m, uint64_t page, fy_hash128 h)
          * nothing else writes them now: the copy holds h. */
         if ((rc = fy_region_copy_page(m->r, page, loc.page)) < 0)
             return rc;
-        fy_pagemap_set(&m->held, page, h);
+        fy_pagemap_set(&m->idx.map, page, h);
         return 1;
     }
     /* Another migration's region may change under us: check the copy. */
     if ((rc = hash_page(m, m->r, page, &now)) < 0)
         return rc;
     if (!fy_hash_eq(now, h)) {
-        fy_pagemap_set(&m->held, page, now);
+        fy_pagemap_set(&m->idx.map, page, now);
         return 0;
     }
-    fy_pagemap_set(&m->held, page, h);
+    fy_pagemap_set(&m->idx.map, page, h);
     return 1;
 }
 
@@ -434,16 +431,16 @@ static int answer_verify(struct tgt *m, const struct fy_op *req)
      * are read. */
     uint64_t *known = NULL, nunknown = 0;
     for (uint64_t p = 0; p < m->npages; p++)
-        nunknown += fy_hash_is_unknown(fy_pagemap_get(&m->held, p));
+        nunknown += fy_hash_is_unknown(fy_pagemap_get(&m->idx.map, p));
     if (nunknown) {
         known = calloc((m->npages + 63) / 64, 8);
         if (!known)
             return fy_error(FY_E_NOMEM, "no memory for the digest bitmap");
         for (uint64_t p = 0; p < m->npages; p++)
-            if (!fy_hash_is_unknown(fy_pagemap_get(&m->held, p)))
+            if (!fy_hash_is_unknown(fy_pagemap_get(&m->idx.map, p)))
                 known[p >> 6] |= 1ull << (p & 63);
     }
-    rc = fy_digest_pages(m->r, &m->held, known, 0, &digest);
+    rc = fy_digest_pages(m->r, &m->idx.map, known, 0, &digest);
     free(known);
     if (rc < 0)
         return rc;
@@ -478,11 +475,11 @@ static int place_ref(struct receiver *w, uint64_t page, fy_hash128 h)
 
     if ((rc = claim(m, w, page)) < 0)
         return rc;
-    if (fy_dedup_lookup(m->dedup, h, &loc) && loc.space == (uint32_t)m->space &&
+    if (fy_dedup_lookup(m->idx.dedup, h, &loc) && loc.space == (uint32_t)m->idx.space &&
         loc.page != page && settled(m, loc.page)) {
         if ((rc = fy_region_copy_page(m->r, page, loc.page)) < 0)
             return rc;
-        fy_pagemap_set(&m->held, page, h);
+        fy_pagemap_set(&m->idx.map, page, h);
         settle(m, page);
         return 0;
     }
@@ -506,7 +503,7 @@ static int handle(struct receiver *w, const struct fy_op *op)
         w->data[w->npending] = op->data;
         w->hashes[w->npending] = op->hash;
         w->unchecked[w->npending] = op->flags & FY_OP_F_UNCHECKED;
-        fy_dedup_prefetch(m->dedup, op->hash); /* inserted at the flush */
+        fy_dedup_prefetch(m->idx.dedup, op->hash); /* inserted at the flush */
         w->placed[w->npending] = (op->flags & FY_OP_F_PLACED) &&
                                  op->data == (const uint8_t *)fy_region_base(m->r) + op->offset;
         if (++w->npending == RX_BURST && (rc = flush_pages(w)) < 0)
@@ -630,7 +627,7 @@ static int tgt_init(struct tgt *m, struct fy_region *r, struct fy_session *s,
     int rc;
 
     memset(m, 0, sizeof(*m));
-    m->space = -1;
+    m->idx.space = -1;
     m->r = r;
     m->s = s;
     if (p)
@@ -641,25 +638,11 @@ static int tgt_init(struct tgt *m, struct fy_region *r, struct fy_session *s,
     fy_first_error_init(&m->err);
     m->npages = fy_region_pages(r);
     m->zero_hash = fy_hash_zero_page();
-    if (s->info.region_size != fy_region_size(r))
-        return fy_error(FY_E_INVAL,
-                        "the source announced %llu bytes but %s has %llu",
-                        (unsigned long long)s->info.region_size, fy_region_name(r),
-                        (unsigned long long)fy_region_size(r));
-    if ((rc = fy_pagemap_init(&m->held, m->npages)) < 0)
+    if ((rc = fy_held_open(&m->idx, r, s, m->p.dedup)) < 0)
         return rc;
-    m->held.owner = r;
     if (m->p.fresh)
         for (uint64_t i = 0; i < m->npages; i++)
-            m->held.held[i] = m->zero_hash;
-    m->dedup = m->p.dedup;
-    if (!m->dedup) {
-        if (!(m->dedup = fy_dedup_create(m->npages)))
-            return -FY_E_NOMEM;
-        m->own_dedup = true;
-    }
-    if ((m->space = fy_dedup_add_space(m->dedup, &m->held)) < 0)
-        return m->space;
+            m->idx.map.held[i] = m->zero_hash;
     m->rx = calloc(s->nstreams, sizeof(*m->rx));
     m->page_buf = malloc(FY_PAGE_SIZE);
     m->claimed = calloc((m->npages + 63) / 64, 8);
@@ -682,11 +665,7 @@ static void tgt_fini(struct tgt *m)
     free(m->page_buf);
     free(m->claimed);
     free(m->settled);
-    if (m->dedup && m->space >= 0)
-        fy_dedup_remove_space(m->dedup, m->space);
-    if (m->own_dedup)
-        fy_dedup_destroy(m->dedup);
-    fy_pagemap_fini(&m->held);
+    fy_held_close(&m->idx);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->tx0);
