@@ -221,7 +221,11 @@ static int cmd_hash(int argc, char **argv)
 
 static void print_round(void *ctx, const struct fy_round_stats *st)
 {
+    static unsigned run;
+
     (void)ctx;
+    if (st->round == 1)
+        printf("run %u\n", ++run);
     printf("%5u%s %9llu %9llu %9llu %9llu %9llu %9.1f %7.3f %9.0f %9.3f\n",
            st->round, st->final ? "*" : " ", (unsigned long long)st->dirty_pages,
            (unsigned long long)st->pages_sent, (unsigned long long)st->pages_zero,
