@@ -180,6 +180,19 @@ int fy_region_open_file(const char *path, uint64_t offset, uint64_t len,
             goto fail;
         }
     }
+    if (access & FY_REGION_WRITE) {
+        /* A write through the mapping into a hole of a full file system
+         * kills the process with SIGBUS: reserve the blocks now, and say
+         * so clearly if they are not there. */
+        int e = posix_fallocate(fd, (off_t)offset, (off_t)len);
+        if (e == ENOSPC || e == EDQUOT) {
+            rc = fy_error(FY_E_NOSPACE,
+                          "no space for %llu bytes in %s: free space on its "
+                          "file system or choose another datastore",
+                          (unsigned long long)len, path);
+            goto fail;
+        }
+    }
     snprintf(label, sizeof(label), "file:%s@%llu", path,
              (unsigned long long)offset);
     rc = map_fd(fd, offset, len, access, label, out);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -996,9 +997,30 @@ static void test_region_close__null__does_nothing(void **state)
     fy_region_close(NULL);
 }
 
+static void test_region_open_file__file_system_too_small__fails_nospace_not_sigbus(void **state)
+{
+    char dir[] = "/tmp/ferry-nospace-XXXXXX", path[64];
+    struct fy_region *r = NULL;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=64k") != 0) {
+        rmdir(dir);
+        skip(); /* needs root to mount a tiny file system */
+    }
+    snprintf(path, sizeof(path), "%s/disk.img", dir);
+    assert_int_equal(fy_region_open_file(path, 0, 1 << 20, FY_REGION_RDWR, &r),
+                     -FY_E_NOSPACE);
+    assert_null(r);
+    assert_non_null(strstr(fy_error_detail(), "no space"));
+    umount(dir);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_region_open_file__file_system_too_small__fails_nospace_not_sigbus),
         cmocka_unit_test(test_region_create_memfd__valid_length__size_pages_and_name_set),
         cmocka_unit_test(test_region_create_memfd__new_region__reads_zero),
         cmocka_unit_test(test_region_create_memfd__zero_or_unaligned_length__fails_inval),
