@@ -1,0 +1,278 @@
+/* The driver contract: how Ferry talks to a hypervisor.
+ *
+ * A driver is a shared object, ferry-<name>.so, in a drivers directory. It
+ * exports one function, made by FY_DRIVER_REGISTER(ops), that returns its
+ * operations table. Ferry loads it once with dlopen, checks the table's ABI
+ * version and required operations, and refuses it with a message naming the
+ * file and the reason otherwise (controlplane/driver.c). drivers/skeleton/
+ * is the starting point to copy; docs/driver-guide.md walks through it;
+ * tests/conformance/ checks any driver.
+ *
+ * Return convention: every operation returns 0 on success or a negative
+ * fy_err value (include/ferry/error.h), recording the detail with
+ * fy_error() at the failure site: name the VM, device or resource and, when
+ * there is one, the fix. Operations may block (they talk to a hypervisor)
+ * but must give up within their instance's timeout.
+ *
+ * Threads: an instance is used by one controlling thread at a time, except
+ * dirty_log_sync, which the migration engine calls from its own thread while
+ * the controlling thread waits.
+ *
+ * Names: a VM is named by the string the hypervisor knows it by. Strings
+ * passed in are borrowed for the call; strings and arrays returned are in
+ * caller-provided structures (fixed sizes below), so nothing crosses the
+ * boundary that one side must free with the other's allocator, except
+ * where an operation says so.
+ */
+#ifndef FERRY_DRIVER_H
+#define FERRY_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ferry/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of this contract. Bump when any structure or operation changes;
+ * a driver built for another version is refused. */
+#define FY_DRIVER_ABI 1
+
+#define FY_NAME_MAX 64
+#define FY_PATH_MAX 256
+#define FY_MAX_DATASTORES 16
+#define FY_MAX_DEVICES 32
+#define FY_MAX_DISKS 16
+#define FY_MAX_REGIONS 8
+
+/* ---- what a driver can do ------------------------------------------------ */
+
+enum fy_driver_cap {
+    FY_DRV_LIVE = 1u << 0,      /* memory regions + pause/resume while running */
+    FY_DRV_COLD = 1u << 1,      /* define/undefine a stopped VM elsewhere */
+    FY_DRV_QUICK = 1u << 2,     /* suspend to a memory image and restore */
+    FY_DRV_STORAGE = 1u << 3,   /* move a running VM's disks (not yet in this contract) */
+    FY_DRV_DIRTY_LOG = 1u << 4, /* dirty_log_* report written pages */
+    FY_DRV_SUSPEND = 1u << 5,   /* pause without losing state */
+    FY_DRV_FAILOVER = 1u << 6,  /* start a VM whose host is dead from shared
+                                   storage (vm_define + vm_start) */
+    FY_DRV_DEVICE_STATE = 1u << 7, /* device_state_save/load */
+};
+
+/* ---- inventory ------------------------------------------------------------ */
+
+enum fy_net_role {
+    FY_NET_MANAGEMENT = 0,
+    FY_NET_MIGRATION = 1,    /* hot data: memory, device state, child deltas */
+    FY_NET_PROVISIONING = 2, /* cold data; management if none */
+    FY_NET__COUNT
+};
+
+struct fy_datastore {
+    char name[FY_NAME_MAX];
+    char path[FY_PATH_MAX]; /* where its files live on this host */
+    uint64_t capacity;      /* bytes */
+    uint64_t free;          /* bytes */
+    bool shared;            /* other hosts reach it too (same name) */
+};
+
+struct fy_host_info {
+    char name[FY_NAME_MAX];
+    char hypervisor[FY_NAME_MAX]; /* "sim", "qemu", "hyperv": never changes
+                                     during a migration */
+    char cpu_vendor[16];          /* "GenuineIntel", "AuthenticAMD", ... */
+    char cpu_model[FY_NAME_MAX];
+    uint64_t mem_total, mem_free; /* bytes */
+    unsigned cpus_total, cpus_free;
+    bool dynamic_memory;          /* can run VMs with dynamic memory */
+    bool maintenance;
+    /* Address of each network role ("10.0.0.1"), "" if the host has none. */
+    char net[FY_NET__COUNT][FY_NAME_MAX];
+    unsigned ndatastores;
+    struct fy_datastore datastores[FY_MAX_DATASTORES];
+};
+
+enum fy_power {
+    FY_POWER_OFF = 0,
+    FY_POWER_RUNNING = 1,
+    FY_POWER_PAUSED = 2,    /* stopped in memory (switchover) */
+    FY_POWER_SUSPENDED = 3, /* memory saved to an image, not running */
+};
+
+enum fy_device_kind {
+    FY_DEV_USB = 1,
+    FY_DEV_FLOPPY = 2,
+    FY_DEV_CDROM = 3,      /* path: the ISO image, "" if empty */
+    FY_DEV_PASSTHROUGH = 4, /* a host device or raw-mapped disk */
+    FY_DEV_NIC = 5,
+};
+
+struct fy_device {
+    enum fy_device_kind kind;
+    char name[FY_NAME_MAX];
+    char path[FY_PATH_MAX]; /* medium or image, "" if none */
+    bool media;             /* a medium is inserted (floppy, CD-ROM) */
+};
+
+struct fy_disk {
+    char name[FY_NAME_MAX];     /* "vda" */
+    char path[FY_PATH_MAX];     /* the active (child) image */
+    char datastore[FY_NAME_MAX];
+    uint64_t size;              /* bytes the file occupies */
+    uint64_t virtual_size;
+    /* Backing chain, nearest first: cold data (base images, non-child
+     * deltas), moved over the provisioning network. */
+    unsigned nbacking;
+    char backing[4][FY_PATH_MAX];
+};
+
+struct fy_vm_info {
+    char name[FY_NAME_MAX];
+    char uuid[40];
+    enum fy_power power;
+    uint64_t mem_bytes;
+    unsigned vcpus;
+    char cpu_vendor[16];     /* the CPU it was started on (live migration
+                                may not change vendor) */
+    bool dynamic_memory;
+    bool managed;            /* false: Ferry must leave it alone */
+    unsigned ndevices;
+    struct fy_device devices[FY_MAX_DEVICES];
+    unsigned ndisks;
+    struct fy_disk disks[FY_MAX_DISKS];
+};
+
+struct fy_vm_list {
+    unsigned n;
+    char (*names)[FY_NAME_MAX]; /* malloc'd by the driver; the caller frees
+                                   it with free() */
+};
+
+/* ---- memory --------------------------------------------------------------- */
+
+/* One region of guest RAM, as the dataplane reads (source) or fills
+ * (target) it: a descriptor to map, or another process's address range. */
+struct fy_memory_region {
+    char name[FY_NAME_MAX]; /* "pc.ram" */
+    uint64_t size;          /* bytes, a multiple of 4 KiB */
+    int fd;                 /* >= 0: map this (owned by the driver, valid
+                               until the VM stops or is undefined) */
+    uint64_t offset;        /* into fd */
+    pid_t pid;              /* fd < 0: read/write process pid ... */
+    uint64_t addr;          /* ... at this address */
+};
+
+struct fy_memory_layout {
+    unsigned n;
+    struct fy_memory_region regions[FY_MAX_REGIONS];
+};
+
+/* ---- the operations -------------------------------------------------------- */
+
+struct fy_driver; /* an instance, private to the driver */
+
+struct fy_driver_ops {
+    unsigned abi;            /* FY_DRIVER_ABI. Required. */
+    const char *name;        /* "sim". Required. */
+    const char *description; /* one line. Required. */
+    uint32_t caps;           /* enum fy_driver_cap. */
+
+    /* Opens an instance. 'config' is "key=value" pairs separated by ';'
+     * (the host's ferryd configuration passes it through; e.g.
+     * "state=/var/lib/ferry/sim/host1" or "uri=qemu:///system"). Unknown
+     * keys are refused with FY_E_CONFIG naming them. Required. */
+    int (*open)(const char *config, struct fy_driver **out);
+
+    /* Closes an instance; VMs keep running. NULL allowed. Required. */
+    void (*close)(struct fy_driver *d);
+
+    /* -- inventory (all required) -- */
+    int (*host_info)(struct fy_driver *d, struct fy_host_info *out);
+    int (*vm_list)(struct fy_driver *d, struct fy_vm_list *out);
+    /* FY_E_NOTFOUND for an unknown VM. */
+    int (*vm_info)(struct fy_driver *d, const char *vm, struct fy_vm_info *out);
+
+    /* -- lifecycle (all required) -- */
+    int (*vm_start)(struct fy_driver *d, const char *vm);
+    /* force: power off; otherwise ask the guest to shut down and wait. */
+    int (*vm_stop)(struct fy_driver *d, const char *vm, bool force);
+    int (*vm_pause)(struct fy_driver *d, const char *vm);
+    int (*vm_resume)(struct fy_driver *d, const char *vm);
+
+    /* The VM's configuration as an opaque text (libvirt XML, the sim
+     * driver's line format, ...) that vm_define on another host of the same
+     * driver accepts. '*out' is malloc'd; the caller frees it. Required. */
+    int (*vm_export)(struct fy_driver *d, const char *vm, char **out);
+
+    /* Registers a VM from an exported configuration, with disk i's path
+     * replaced by disk_paths[i] (NULL: keep the exported paths) and the name
+     * replaced by 'name' (NULL: keep). The VM is defined powered off.
+     * FY_E_EXISTS if the name is taken. Required. */
+    int (*vm_define)(struct fy_driver *d, const char *config, const char *name,
+                     const char *const *disk_paths, unsigned ndisks);
+
+    /* Unregisters a stopped VM; its disk files stay. Required. */
+    int (*vm_undefine)(struct fy_driver *d, const char *vm);
+
+    /* Renames a VM (bulk migration renames the source). NULL if unsupported. */
+    int (*vm_rename)(struct fy_driver *d, const char *vm, const char *name);
+
+    /* Disconnects every NIC of a VM. NULL if unsupported. */
+    int (*vm_disconnect_nics)(struct fy_driver *d, const char *vm);
+
+    /* -- memory (required with FY_DRV_LIVE or FY_DRV_QUICK) -- */
+
+    /* The regions of a running or paused VM's RAM. */
+    int (*memory_layout)(struct fy_driver *d, const char *vm,
+                         struct fy_memory_layout *out);
+
+    /* Defines and starts a VM from 'config' that waits, paused, for its
+     * memory to be filled: its memory_layout is then the destination.
+     * vm_resume starts it. Required with FY_DRV_LIVE. */
+    int (*incoming_prepare)(struct fy_driver *d, const char *config,
+                            const char *name);
+
+    /* -- dirty log (required with FY_DRV_DIRTY_LOG) -- */
+
+    /* Starts recording written pages of every region. */
+    int (*dirty_log_start)(struct fy_driver *d, const char *vm);
+    /* Fills 'bitmap' (npages bits, LSB first) with the pages of region
+     * 'region' written since the previous call and starts a new period,
+     * as KVM_GET_DIRTY_LOG. Called from the migration engine's thread. */
+    int (*dirty_log_sync)(struct fy_driver *d, const char *vm, unsigned region,
+                          uint64_t *bitmap, uint64_t npages);
+    int (*dirty_log_stop)(struct fy_driver *d, const char *vm);
+
+    /* -- device state (required with FY_DRV_DEVICE_STATE) -- */
+
+    /* The paused VM's device state ('*out' malloc'd, caller frees). */
+    int (*device_state_save)(struct fy_driver *d, const char *vm, void **out,
+                             size_t *len);
+    int (*device_state_load)(struct fy_driver *d, const char *vm,
+                             const void *state, size_t len);
+
+    /* -- quick migration (required with FY_DRV_QUICK) -- */
+
+    /* Suspends a running VM, saving its memory to 'image' (a file), and
+     * restores one from an image, leaving it running. */
+    int (*vm_suspend)(struct fy_driver *d, const char *vm, const char *image);
+    int (*vm_restore)(struct fy_driver *d, const char *vm, const char *image);
+};
+
+/* Makes 'ops' the driver's entry point. Use once per driver, at file
+ * scope. */
+#define FY_DRIVER_ENTRY_SYMBOL "ferry_driver_entry"
+#define FY_DRIVER_REGISTER(ops)                                              \
+    __attribute__((visibility("default"))) const struct fy_driver_ops *      \
+    ferry_driver_entry(void);                                                \
+    const struct fy_driver_ops *ferry_driver_entry(void) { return &(ops); }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_DRIVER_H */
