@@ -1,31 +1,20 @@
 /* The migration workflow: the action queue, and the actions of live, cold
  * and quick migration (see workflow.h and docs/workflow.md).
  *
- * Reading order: the generic engine; the migration's context; "host calls",
- * the only code that talks to a host (its driver, its files, its end of
- * the dataplane), so it can move behind ferryd's RPC; the dataplane
- * transfers; the actions; the plan of each kind; fy_migrate(). */
+ * Reading order: the generic engine; the migration's context; the dataplane
+ * transfers; the actions; the plan of each kind; fy_migrate().  Everything
+ * done on a host goes through its ops table (controlplane/host.h), so a host
+ * may be a driver in this process or another machine's ferryd. */
 #include "controlplane/workflow.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "controlplane/prechecks.h"
-#include "ferry/engine.h"
 #include "ferry/error.h"
-#include "ferry/region.h"
-#include "ferry/transport.h"
 
 #define ERR_MAX 1024
 
@@ -100,22 +89,6 @@ int fy_workflow_run(struct fy_workflow *wf)
 
 /* ---- the migration's context ------------------------------------------ */
 
-/* One end of a dataplane transfer, run by the receiving host: a listener
- * and a thread that accepts one session per region, in order, and fills
- * the region. */
-struct recv_job {
-    struct fy_listener *l;
-    struct fy_region *regions[FY_MAX_REGIONS];
-    unsigned n;
-    bool fresh;
-    int idle_ms;
-    pthread_t tid;
-    bool running;
-    int rc;
-    char detail[ERR_MAX];
-    struct fy_migration_stats st;
-};
-
 struct mig {
     const struct fy_migration_request *req;
     struct fy_host *src, *dst;
@@ -146,9 +119,12 @@ struct mig {
         src_suspended, dst_defined, dst_running, no_cancel;
     char image[FY_PATH_MAX], dst_image[FY_PATH_MAX]; /* quick: saved state */
 
-    /* Live: memory. */
-    struct fy_memory_layout src_layout;
-    struct recv_job mem_job;
+    struct fy_host_caps src_caps, dst_caps;
+
+    /* Live: memory.  The target receives one region at a time. */
+    struct fy_host_memory src_mem;
+    struct fy_host_recv *mem_job;
+    struct fy_host_endpoint mem_ep;
     struct timespec t_pause, t_start;
     struct fy_migration_record stats;
 };
@@ -181,135 +157,11 @@ static void ev(struct mig *m, enum fy_event_category cat, enum fy_event_side sid
     }
 }
 
-/* ---- host calls --------------------------------------------------------- */
+/* ---- dataplane transfers -------------------------------------------------- */
 
-/* Every call on a host's driver goes through drv(): a local instance now,
- * an RPC to the host's ferryd later. */
-#define DRV(h) ((h)->drv.ops)
-#define INST(h) ((h)->drv.d)
-
-static int host_info(struct fy_host *h, struct fy_host_info *out)
+static bool host_can(const struct fy_host_caps *c, uint32_t cap)
 {
-    return DRV(h)->host_info(INST(h), out);
-}
-
-static int host_vm_info(struct fy_host *h, const char *vm, struct fy_vm_info *out)
-{
-    return DRV(h)->vm_info(INST(h), vm, out);
-}
-
-static int host_vm_export(struct fy_host *h, const char *vm, char **out)
-{
-    return DRV(h)->vm_export(INST(h), vm, out);
-}
-
-static int host_vm_define(struct fy_host *h, const char *config, const char *name,
-                          const char *const *paths, unsigned n)
-{
-    return DRV(h)->vm_define(INST(h), config, name, paths, n);
-}
-
-static int host_vm_undefine(struct fy_host *h, const char *vm)
-{
-    return DRV(h)->vm_undefine(INST(h), vm);
-}
-
-static int host_vm_start(struct fy_host *h, const char *vm)
-{
-    return DRV(h)->vm_start(INST(h), vm);
-}
-
-static int host_vm_stop(struct fy_host *h, const char *vm, bool force)
-{
-    return DRV(h)->vm_stop(INST(h), vm, force);
-}
-
-static int host_vm_pause(struct fy_host *h, const char *vm)
-{
-    return DRV(h)->vm_pause(INST(h), vm);
-}
-
-static int host_vm_resume(struct fy_host *h, const char *vm)
-{
-    return DRV(h)->vm_resume(INST(h), vm);
-}
-
-static int host_incoming_prepare(struct fy_host *h, const char *config, const char *vm)
-{
-    return DRV(h)->incoming_prepare(INST(h), config, vm);
-}
-
-static int host_memory_layout(struct fy_host *h, const char *vm,
-                              struct fy_memory_layout *out)
-{
-    return DRV(h)->memory_layout(INST(h), vm, out);
-}
-
-static bool host_can(struct fy_host *h, uint32_t cap)
-{
-    return (DRV(h)->caps & cap) == cap;
-}
-
-static int host_dirty_log_start(struct fy_host *h, const char *vm)
-{
-    return DRV(h)->dirty_log_start(INST(h), vm);
-}
-
-static int host_dirty_log_stop(struct fy_host *h, const char *vm)
-{
-    return DRV(h)->dirty_log_stop(INST(h), vm);
-}
-
-static int host_device_state_save(struct fy_host *h, const char *vm, void **out,
-                                  size_t *len)
-{
-    return DRV(h)->device_state_save(INST(h), vm, out, len);
-}
-
-static int host_device_state_load(struct fy_host *h, const char *vm,
-                                  const void *state, size_t len)
-{
-    return DRV(h)->device_state_load(INST(h), vm, state, len);
-}
-
-static int host_vm_suspend(struct fy_host *h, const char *vm, const char *image)
-{
-    return DRV(h)->vm_suspend(INST(h), vm, image);
-}
-
-static int host_vm_restore(struct fy_host *h, const char *vm, const char *image)
-{
-    return DRV(h)->vm_restore(INST(h), vm, image);
-}
-
-/* Files on a host: made empty (refusing one that exists), and removed. */
-static int host_file_create(struct fy_host *h, const char *path)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno == EEXIST
-                   ? fy_error(FY_E_EXISTS, "%s already exists on host %s: remove it or "
-                              "choose another datastore", path, h->name)
-                   : fy_error_sys("cannot create %s on host %s", path, h->name);
-    close(fd);
-    return 0;
-}
-
-static void host_file_remove(struct fy_host *h, const char *path)
-{
-    (void)h;
-    unlink(path);
-}
-
-static bool host_file_exists(struct fy_host *h, const char *path, uint64_t *size)
-{
-    struct stat st;
-    (void)h;
-    if (stat(path, &st) != 0)
-        return false;
-    if (size)
-        *size = (uint64_t)st.st_size;
-    return true;
+    return (c->caps & cap) == cap;
 }
 
 /* Remembers a file this migration created at the target, for undo. */
@@ -324,130 +176,19 @@ static int add_created(struct mig *m, const char *path)
     return 0;
 }
 
-/* The receiving end of a transfer: accepts one session per region. */
-static void *recv_main(void *arg)
+static int timeout_ms(const struct mig *m)
 {
-    struct recv_job *j = arg;
-
-    j->rc = 0;
-    for (unsigned i = 0; i < j->n && j->rc == 0; i++) {
-        struct fy_accept_params ap = {.region_size = fy_region_size(j->regions[i]),
-                                      .receiver_checks_pages = true};
-        struct fy_target_params tp = {.fresh = j->fresh, .idle_timeout_ms = j->idle_ms};
-        struct fy_migration_stats st = {0};
-        struct fy_session *s = NULL;
-
-        j->rc = j->l->ops->accept(j->l, &ap, &s);
-        if (j->rc == 0)
-            j->rc = fy_migrate_target(j->regions[i], s, &tp, &st);
-        fy_session_close(s);
-        j->st.wire_bytes += st.wire_bytes;
-        j->st.verified = i == 0 ? st.verified : j->st.verified && st.verified;
-    }
-    if (j->rc < 0)
-        snprintf(j->detail, sizeof(j->detail), "%s", fy_error_detail());
-    return NULL;
+    return m->req->timeout_ms ? m->req->timeout_ms : 30000;
 }
 
-/* Starts receiving into j->regions on host 'h' at 'addr' (port 0). */
-static int host_recv_start(struct fy_host *h, const char *addr, int timeout_ms,
-                           struct recv_job *j)
+static struct fy_host_send_params send_params(const struct mig *m, const char *from)
 {
-    struct fy_transport_opts o = {.timeout_ms = timeout_ms};
-    char listen_at[FY_NAME_MAX + 8];
-    int rc;
-
-    snprintf(listen_at, sizeof(listen_at), strchr(addr, ':') ? "[%s]:0" : "%s:0", addr);
-    if ((rc = fy_transport_tcp.listen(listen_at, &o, &j->l)) < 0)
-        return fy_error(-rc, "host %s cannot listen for migration data on %s: %s",
-                        h->name, listen_at, fy_error_detail());
-    j->idle_ms = timeout_ms;
-    if (pthread_create(&j->tid, NULL, recv_main, j) != 0) {
-        fy_transport_tcp.listener_close(j->l);
-        j->l = NULL;
-        return fy_error(FY_E_SYS, "cannot start the receiving thread on host %s", h->name);
-    }
-    j->running = true;
-    return 0;
-}
-
-/* Waits for the receiving end; returns its result. */
-static int host_recv_join(struct fy_host *h, struct recv_job *j)
-{
-    if (j->running) {
-        pthread_join(j->tid, NULL);
-        j->running = false;
-    }
-    if (j->l) {
-        j->l->ops->listener_close(j->l);
-        j->l = NULL;
-    }
-    if (j->rc < 0)
-        return fy_error(-j->rc, "host %s receiving: %s", h->name, j->detail);
-    return 0;
-}
-
-/* Ends a receiving end that may still wait for a session: a connection
- * that closes before its handshake makes accept() give up. */
-static void host_recv_abort(struct fy_host *h, struct recv_job *j)
-{
-    if (j->running && j->l) {
-        char host[80], port[16];
-        const char *a = j->l->addr, *colon = strrchr(a, ':');
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-        size_t hl = colon ? (size_t)(colon - a) : 0;
-
-        if (colon && hl < sizeof(host)) {
-            memcpy(host, a[0] == '[' ? a + 1 : a, a[0] == '[' ? hl - 2 : hl);
-            host[a[0] == '[' ? hl - 2 : hl] = '\0';
-            snprintf(port, sizeof(port), "%s", colon + 1);
-            if (getaddrinfo(host, port, &hints, &ai) == 0) {
-                int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd >= 0) {
-                    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)
-                        (void)0; /* accept() then times out instead */
-                    close(fd);
-                }
-                freeaddrinfo(ai);
-            }
-        }
-    }
-    int keep = j->rc;
-    host_recv_join(h, j);
-    j->rc = keep;
-    for (unsigned i = 0; i < j->n; i++) {
-        fy_region_close(j->regions[i]);
-        j->regions[i] = NULL;
-    }
-    j->n = 0;
-}
-
-/* ---- dataplane transfers -------------------------------------------------- */
-
-/* Sends region 'r' to the listener at 'to', from local address 'from'. */
-static int send_region(struct mig *m, struct fy_region *r, const char *to,
-                       const char *from, const struct fy_source_params *sp,
-                       struct fy_migration_stats *st)
-{
-    char bind_at[FY_NAME_MAX + 8];
-    struct fy_transport_opts o = {
+    struct fy_host_send_params p = {
         .streams = m->req->streams ? m->req->streams : 2,
-        .timeout_ms = m->req->timeout_ms ? m->req->timeout_ms : 30000,
+        .timeout_ms = timeout_ms(m),
     };
-    struct fy_session_info info = {.region_size = fy_region_size(r),
-                                   .page_size = FY_PAGE_SIZE, .caps = FY_CAPS_V1};
-    struct fy_session *s = NULL;
-    int rc;
-
-    if (from && from[0]) {
-        snprintf(bind_at, sizeof(bind_at), strchr(from, ':') ? "[%s]:0" : "%s:0", from);
-        o.bind = bind_at;
-    }
-    if ((rc = fy_transport_tcp.connect(to, &o, &info, &s)) < 0)
-        return rc;
-    rc = fy_migrate_source(r, s, sp, st);
-    fy_session_close(s);
-    return rc;
+    snprintf(p.bind, sizeof(p.bind), "%s", from ? from : "");
+    return p;
 }
 
 static void add_stats(struct mig *m, const struct fy_migration_stats *st)
@@ -458,68 +199,63 @@ static void add_stats(struct mig *m, const struct fy_migration_stats *st)
     m->stats.pages_dup += st->pages_dup;
 }
 
+static int file_data(struct fy_host_data *d, const char *path, uint64_t size)
+{
+    memset(d, 0, sizeof(*d));
+    d->kind = FY_HOST_DATA_FILE;
+    d->size = size;
+    if (snprintf(d->path, sizeof(d->path), "%s", path) >= (int)sizeof(d->path))
+        return fy_error(FY_E_TOOBIG, "path %s too long", path);
+    return 0;
+}
+
 /* Copies file 'from' on the source to 'to' on the target (which this
  * migration created, empty) through the dataplane over the network whose
- * addresses are given.  The whole pages go as a file region; the last
- * partial page (a file's size need not be a page multiple) goes over the
- * control connection. */
+ * addresses are given: the target receives, the source sends. */
 static int copy_file(struct mig *m, const char *from, const char *to,
                      const char *src_addr, const char *dst_addr)
 {
-    struct recv_job j = {.fresh = true};
-    struct fy_region *r = NULL;
-    struct fy_migration_stats st = {0};
-    struct fy_source_params sp = {.cancel = m->no_cancel ? NULL : (volatile int *)&m->req->cancel};
-    uint64_t size = 0, whole;
-    int timeout = m->req->timeout_ms ? m->req->timeout_ms : 30000;
-    int rc = 0, in = -1, out = -1;
+    struct fy_host_data sd, dd;
+    struct fy_host_endpoint ep;
+    struct fy_host_recv *j = NULL;
+    struct fy_host_send_params sp = send_params(m, src_addr);
+    struct fy_host_send_result res = {0};
+    uint64_t size = 0;
+    int rc;
 
-    if (!host_file_exists(m->src, from, &size))
-        return fy_error_sys("cannot read %s on host %s", from, m->src->name);
-    whole = size & ~(uint64_t)(FY_PAGE_SIZE - 1);
-    if (whole) {
-        if ((rc = fy_region_open_file(from, 0, whole, FY_REGION_READ, &r)) < 0)
-            goto out;
-        if ((rc = fy_region_open_file(to, 0, whole, FY_REGION_WRITE, &j.regions[0])) < 0)
-            goto out;
-        j.n = 1;
-        if ((rc = host_recv_start(m->dst, dst_addr, timeout, &j)) < 0)
-            goto out;
-        rc = send_region(m, r, j.l->addr, src_addr, &sp, &st);
-        if (rc < 0) {
-            host_recv_abort(m->dst, &j);
-            goto out;
-        }
-        if ((rc = host_recv_join(m->dst, &j)) < 0)
-            goto out;
-        add_stats(m, &st);
+    sp.cancel = m->no_cancel ? NULL : (volatile int *)&m->req->cancel;
+    if ((rc = m->src->ops->file_stat(m->src, from, &size)) < 0)
+        return rc;
+    if ((rc = file_data(&sd, from, size)) < 0 || (rc = file_data(&dd, to, size)) < 0)
+        return rc;
+    if ((rc = m->dst->ops->recv_start(m->dst, &dd, dst_addr, timeout_ms(m), &j, &ep)) < 0)
+        return rc;
+    if ((rc = m->src->ops->send(m->src, &sd, &ep, &sp, &res)) < 0) {
+        m->dst->ops->recv_abort(m->dst, j);
+        return rc;
     }
-    if (size > whole) {
-        char tail[FY_PAGE_SIZE];
-        size_t n = (size_t)(size - whole);
-        if ((in = open(from, O_RDONLY | O_CLOEXEC)) < 0 ||
-            (out = open(to, O_WRONLY | O_CLOEXEC)) < 0) {
-            rc = fy_error_sys("cannot open %s or %s", from, to);
-            goto out;
-        }
-        if (pread(in, tail, n, (off_t)whole) != (ssize_t)n ||
-            pwrite(out, tail, n, (off_t)whole) != (ssize_t)n) {
-            rc = fy_error_sys("cannot copy the end of %s to %s", from, to);
-            goto out;
-        }
-    }
-    if (truncate(to, (off_t)size) != 0)
-        rc = fy_error_sys("cannot size %s", to);
-out:
-    if (in >= 0)
-        close(in);
-    if (out >= 0)
-        close(out);
-    if (j.running || j.l)
-        host_recv_abort(m->dst, &j);
-    fy_region_close(j.regions[0]);
-    fy_region_close(r);
-    return rc;
+    if ((rc = m->dst->ops->recv_join(m->dst, j, NULL)) < 0)
+        return rc;
+    add_stats(m, &res.st);
+    return 0;
+}
+
+/* Starts the target receiving memory region i into its placeholder. */
+static int recv_memory(struct mig *m, unsigned i)
+{
+    struct fy_host_data d = {.kind = FY_HOST_DATA_MEMORY, .region = i,
+                             .size = m->src_mem.regions[i].size};
+
+    snprintf(d.vm, sizeof(d.vm), "%s", m->req->vm);
+    return m->dst->ops->recv_start(m->dst, &d, m->hot_dst, timeout_ms(m), &m->mem_job,
+                                   &m->mem_ep);
+}
+
+static void recv_memory_abort(struct mig *m)
+{
+    if (m->mem_job)
+        m->dst->ops->recv_abort(m->dst, m->mem_job);
+    m->mem_job = NULL;
 }
 
 /* ---- the actions ---------------------------------------------------------- */
@@ -590,13 +326,13 @@ static int a_invoke_prechecks(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = SRC;
     ev(m, T, SRC, "Collecting source details");
-    if ((rc = host_info(m->src, &m->src_info)) < 0 ||
-        (rc = host_vm_info(m->src, vmname(m), &m->vm)) < 0)
+    if ((rc = m->src->ops->host_info(m->src, &m->src_info)) < 0 ||
+        (rc = m->src->ops->vm_info(m->src, vmname(m), &m->vm)) < 0)
         return rc;
     m->was_running = m->vm.power == FY_POWER_RUNNING;
     m->side = DST;
     ev(m, T, DST, "Collecting target details");
-    if ((rc = host_info(m->dst, &m->dst_info)) < 0)
+    if ((rc = m->dst->ops->host_info(m->dst, &m->dst_info)) < 0)
         return rc;
     if ((rc = choose_datastore(m)) < 0)
         return rc;
@@ -639,16 +375,20 @@ static int a_check_compatibility(struct fy_workflow *wf, void *ctx)
         [FY_MIG_QUICK] = FY_DRV_QUICK,
     };
     uint32_t caps = need[m->req->kind];
+    int rc;
 
     (void)wf;
     m->side = DST;
-    if (strcmp(DRV(m->src)->name, DRV(m->dst)->name) != 0)
+    if ((rc = m->src->ops->capabilities(m->src, &m->src_caps)) < 0 ||
+        (rc = m->dst->ops->capabilities(m->dst, &m->dst_caps)) < 0)
+        return rc;
+    if (strcmp(m->src_caps.driver, m->dst_caps.driver) != 0)
         return fy_error(FY_E_PRECHECK, "host %s uses driver %s, host %s uses %s: a VM "
                         "moves only between hosts of one driver", m->src->name,
-                        DRV(m->src)->name, m->dst->name, DRV(m->dst)->name);
-    if (!host_can(m->src, caps) || !host_can(m->dst, caps))
+                        m->src_caps.driver, m->dst->name, m->dst_caps.driver);
+    if (!host_can(&m->src_caps, caps) || !host_can(&m->dst_caps, caps))
         return fy_error(FY_E_UNSUPPORTED, "driver %s cannot do %s migration",
-                        DRV(m->src)->name, fy_migration_kind_name(m->req->kind));
+                        m->src_caps.driver, fy_migration_kind_name(m->req->kind));
     return 0;
 }
 
@@ -663,7 +403,7 @@ static int a_reserve_directory(struct fy_workflow *wf, void *ctx)
     m->side = DST;
     ev(m, T, DST, "Reserving storage for disks on datastore %s", m->dst_ds->name);
     for (unsigned i = 0; i < m->vm.ndisks; i++) {
-        if ((rc = host_file_create(m->dst, m->disk_paths[i])) < 0 ||
+        if ((rc = m->dst->ops->file_create(m->dst, m->disk_paths[i])) < 0 ||
             (rc = add_created(m, m->disk_paths[i])) < 0)
             return rc;
     }
@@ -680,7 +420,7 @@ static void u_reserve_directory(struct fy_workflow *wf, void *ctx)
     ev(m, C, DST, "Removing %u file(s) created on target datastore %s", m->ncreated,
        m->dst_ds->name);
     while (m->ncreated)
-        host_file_remove(m->dst, m->created[--m->ncreated]);
+        m->dst->ops->file_remove(m->dst, m->created[--m->ncreated]);
 }
 
 static int a_noop(struct fy_workflow *wf, void *ctx)
@@ -721,10 +461,10 @@ static int copy_backing(struct mig *m)
             snprintf(to, sizeof(to), "%s/%s", m->dst_ds->path, base ? base + 1 : d->backing[b]);
             /* A base image the target already holds stays (base images
              * do not change; several VMs share them). */
-            if (host_file_exists(m->dst, to, &have) &&
-                host_file_exists(m->src, from, &want) && have == want)
+            if (m->dst->ops->file_stat(m->dst, to, &have) == 0 &&
+                m->src->ops->file_stat(m->src, from, &want) == 0 && have == want)
                 continue;
-            if ((rc = host_file_create(m->dst, to)) < 0 || (rc = add_created(m, to)) < 0)
+            if ((rc = m->dst->ops->file_create(m->dst, to)) < 0 || (rc = add_created(m, to)) < 0)
                 return rc;
             ev(m, T, SRC, "Copying base image %s to %s over %s %s", from, to,
                m->cold_role, m->cold_dst);
@@ -773,10 +513,10 @@ static int a_create_destination_vm_hot(struct fy_workflow *wf, void *ctx)
     ev(m, T, DST, "Preparing target side for migration");
     for (unsigned i = 0; i < m->vm.ndisks; i++)
         paths[i] = m->disk_paths[i];
-    if ((rc = host_vm_define(m->dst, m->config, NULL, paths, m->vm.ndisks)) < 0)
+    if ((rc = m->dst->ops->vm_define(m->dst, m->config, NULL, paths, m->vm.ndisks)) < 0)
         return rc;
-    rc = host_vm_export(m->dst, vmname(m), &m->dst_config);
-    if ((rc2 = host_vm_undefine(m->dst, vmname(m))) < 0 && rc == 0)
+    rc = m->dst->ops->vm_export(m->dst, vmname(m), &m->dst_config);
+    if ((rc2 = m->dst->ops->vm_undefine(m->dst, vmname(m))) < 0 && rc == 0)
         rc = rc2;
     return rc;
 }
@@ -789,8 +529,8 @@ static int a_prepare_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = SRC;
     ev(m, T, SRC, "Preparing source side for migration");
-    if (host_can(m->src, FY_DRV_DIRTY_LOG)) {
-        if ((rc = host_dirty_log_start(m->src, vmname(m))) < 0)
+    if (host_can(&m->src_caps, FY_DRV_DIRTY_LOG)) {
+        if ((rc = m->src->ops->dirty_log_start(m->src, vmname(m))) < 0)
             return rc;
         m->dirty_logging = true;
     }
@@ -803,7 +543,7 @@ static void u_prepare_source(struct fy_workflow *wf, void *ctx)
 
     (void)wf;
     if (m->dirty_logging) {
-        host_dirty_log_stop(m->src, vmname(m));
+        m->src->ops->dirty_log_stop(m->src, vmname(m));
         m->dirty_logging = false;
         ev(m, C, SRC, "Stopped dirty page logging on source side");
     }
@@ -817,7 +557,7 @@ static int a_prepare_destination(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = DST;
     ev(m, T, DST, "Creating placeholder VM at target side");
-    if ((rc = host_incoming_prepare(m->dst, m->dst_config ? m->dst_config : m->config,
+    if ((rc = m->dst->ops->incoming_prepare(m->dst, m->dst_config ? m->dst_config : m->config,
                                     vmname(m))) < 0)
         return rc;
     m->placeholder = true;
@@ -832,8 +572,8 @@ static void u_prepare_destination(struct fy_workflow *wf, void *ctx)
     if (!m->placeholder)
         return;
     ev(m, C, DST, "Removing placeholder VM at target side");
-    host_vm_stop(m->dst, vmname(m), true);
-    if (host_vm_undefine(m->dst, vmname(m)) < 0)
+    m->dst->ops->vm_stop(m->dst, vmname(m), true);
+    if (m->dst->ops->vm_undefine(m->dst, vmname(m)) < 0)
         ev(m, C, DST, "Could not remove placeholder VM %s at target side: %s",
            vmname(m), fy_error_detail());
     m->placeholder = false;
@@ -842,34 +582,26 @@ static void u_prepare_destination(struct fy_workflow *wf, void *ctx)
 static int a_initiate_destination(struct fy_workflow *wf, void *ctx)
 {
     struct mig *m = M(ctx);
-    struct fy_memory_layout dl;
+    struct fy_host_memory dm;
     int rc;
 
     (void)wf;
     m->side = DST;
     ev(m, T, DST, "Starting relocate task on target side");
-    if ((rc = host_memory_layout(m->dst, vmname(m), &dl)) < 0)
+    if ((rc = m->dst->ops->memory_info(m->dst, vmname(m), &dm)) < 0)
         return rc;
-    if (dl.n != m->src_layout.n)
+    if (dm.n != m->src_mem.n)
         return fy_error(FY_E_PROTO, "placeholder VM %s at target has %u memory regions, "
-                        "the source has %u", vmname(m), dl.n, m->src_layout.n);
-    for (unsigned i = 0; i < dl.n; i++) {
-        const struct fy_memory_region *r = &dl.regions[i];
-        if (r->size != m->src_layout.regions[i].size)
+                        "the source has %u", vmname(m), dm.n, m->src_mem.n);
+    for (unsigned i = 0; i < dm.n; i++)
+        if (dm.regions[i].size != m->src_mem.regions[i].size)
             return fy_error(FY_E_PROTO, "memory region %s of VM %s has %llu bytes at "
-                            "target, %llu at source", r->name, vmname(m),
-                            (unsigned long long)r->size,
-                            (unsigned long long)m->src_layout.regions[i].size);
-        rc = r->fd >= 0 ? fy_region_open_fd(r->fd, r->offset, r->size, FY_REGION_RDWR,
-                                            &m->mem_job.regions[i])
-                        : fy_region_open_pid(r->pid, r->addr, r->size, FY_REGION_RDWR,
-                                             &m->mem_job.regions[i]);
-        if (rc < 0)
-            return rc;
-        m->mem_job.n = i + 1;
-    }
-    return host_recv_start(m->dst, m->hot_dst,
-                           m->req->timeout_ms ? m->req->timeout_ms : 30000, &m->mem_job);
+                            "target, %llu at source", dm.regions[i].name, vmname(m),
+                            (unsigned long long)dm.regions[i].size,
+                            (unsigned long long)m->src_mem.regions[i].size);
+    /* Region 0 now; each of the others when the one before has arrived
+     * (InitiateSource), so no receiver waits through the pre-copy. */
+    return recv_memory(m, 0);
 }
 
 static void u_initiate_destination(struct fy_workflow *wf, void *ctx)
@@ -877,21 +609,15 @@ static void u_initiate_destination(struct fy_workflow *wf, void *ctx)
     struct mig *m = M(ctx);
 
     (void)wf;
-    if (m->mem_job.n || m->mem_job.running)
+    if (m->mem_job)
         ev(m, C, DST, "Clearing up switchover target side");
-    host_recv_abort(m->dst, &m->mem_job);
+    recv_memory_abort(m);
 }
 
-static int sync_cb(void *ctx, uint64_t *bitmap, uint64_t npages)
+/* Pauses the source VM: the switchover's downtime starts. */
+static int pause_source(struct mig *m)
 {
-    struct mig *m = ctx;
-    return DRV(m->src)->dirty_log_sync(INST(m->src), vmname(m), 0, bitmap, npages);
-}
-
-static int pause_cb(void *ctx)
-{
-    struct mig *m = ctx;
-    int rc = host_vm_pause(m->src, vmname(m));
+    int rc = m->src->ops->vm_pause(m->src, vmname(m));
     if (rc == 0) {
         m->src_paused = true;
         clock_gettime(CLOCK_MONOTONIC, &m->t_pause);
@@ -899,44 +625,64 @@ static int pause_cb(void *ctx)
     return rc;
 }
 
+/* The source paused the VM while sending, st->downtime seconds before the
+ * send returned. */
+static void source_paused(struct mig *m, const struct fy_migration_stats *st)
+{
+    double ago = st->downtime > 0 ? st->downtime : 0;
+
+    m->src_paused = true;
+    clock_gettime(CLOCK_MONOTONIC, &m->t_pause);
+    m->t_pause.tv_sec -= (time_t)ago;
+    m->t_pause.tv_nsec -= (long)((ago - (double)(time_t)ago) * 1e9);
+    if (m->t_pause.tv_nsec < 0) {
+        m->t_pause.tv_nsec += 1000000000L;
+        m->t_pause.tv_sec--;
+    }
+}
+
 static int a_initiate_source(struct fy_workflow *wf, void *ctx)
 {
     struct mig *m = M(ctx);
-    struct fy_migration_stats total = {0};
+    struct fy_migration_stats total = {0}, rst;
+    bool target_verified = true;
     int rc;
 
     (void)wf;
     m->side = SRC;
     ev(m, T, SRC, "Starting relocate task on source side");
     note_net(m, FY_DATA_MEMORY, m->hot_role, m->hot_dst);
-    for (unsigned i = 0; i < m->src_layout.n; i++) {
-        const struct fy_memory_region *mr = &m->src_layout.regions[i];
-        struct fy_region *r = NULL;
-        struct fy_migration_stats st = {0};
+    for (unsigned i = 0; i < m->src_mem.n; i++) {
+        struct fy_host_data d = {.kind = FY_HOST_DATA_MEMORY, .region = i,
+                                 .size = m->src_mem.regions[i].size};
+        struct fy_host_send_params sp = send_params(m, m->hot_src);
+        struct fy_host_send_result res = {0};
+
         /* Region 0 is pre-copied and pauses the VM; the others follow,
          * paused, in one round each. */
-        struct fy_source_params sp = {
-            .downtime_ms = m->req->downtime_ms,
-            .max_rounds = m->req->max_rounds,
-            .dirty_sync = i == 0 && m->dirty_logging ? sync_cb : NULL,
-            .pause = i == 0 ? pause_cb : NULL,
-            .ctx = m,
-            .cancel = (volatile int *)&m->req->cancel,
-        };
-        rc = mr->fd >= 0 ? fy_region_open_fd(mr->fd, mr->offset, mr->size, FY_REGION_READ, &r)
-                         : fy_region_open_pid(mr->pid, mr->addr, mr->size, FY_REGION_READ, &r);
-        if (rc == 0)
-            rc = send_region(m, r, m->mem_job.l->addr, m->hot_src, &sp, &st);
-        fy_region_close(r);
+        snprintf(d.vm, sizeof(d.vm), "%s", vmname(m));
+        sp.downtime_ms = m->req->downtime_ms;
+        sp.max_rounds = m->req->max_rounds;
+        sp.dirty_log = i == 0 && m->dirty_logging;
+        sp.pause = i == 0;
+        sp.cancel = (volatile int *)&m->req->cancel;
+        if (!m->mem_job && (rc = recv_memory(m, i)) < 0)
+            return rc;
+        rc = m->src->ops->send(m->src, &d, &m->mem_ep, &sp, &res);
+        if (res.paused)
+            source_paused(m, &res.st);
         if (rc < 0)
             return rc;
-        add_stats(m, &st);
-        total.rounds += st.rounds;
-        total.verified = i == 0 ? st.verified : total.verified && st.verified;
+        rc = m->dst->ops->recv_join(m->dst, m->mem_job, &rst);
+        m->mem_job = NULL;
+        if (rc < 0)
+            return rc;
+        add_stats(m, &res.st);
+        total.rounds += res.st.rounds;
+        total.verified = i == 0 ? res.st.verified : total.verified && res.st.verified;
+        target_verified = target_verified && rst.verified;
     }
-    if ((rc = host_recv_join(m->dst, &m->mem_job)) < 0)
-        return rc;
-    m->stats.verified = total.verified && m->mem_job.st.verified;
+    m->stats.verified = total.verified && target_verified;
     ev(m, T, SRC, "Memory transferred in %u rounds over %s %s: %llu pages sent, %llu zero, "
        "%llu duplicate, %llu bytes on the wire%s",
        total.rounds, m->hot_role, m->hot_dst, (unsigned long long)m->stats.pages_sent,
@@ -963,9 +709,9 @@ static void u_initiate_source(struct fy_workflow *wf, void *ctx)
     struct mig *m = M(ctx);
 
     (void)wf;
-    host_recv_abort(m->dst, &m->mem_job);
+    recv_memory_abort(m);
     if (m->src_paused) {
-        if (host_vm_resume(m->src, vmname(m)) < 0)
+        if (m->src->ops->vm_resume(m->src, vmname(m)) < 0)
             ev(m, C, SRC, "Could not resume source VM %s: %s", vmname(m), fy_error_detail());
         else
             ev(m, C, SRC, "Source VM %s resumed", vmname(m));
@@ -986,19 +732,19 @@ static int a_switch_live(struct fy_workflow *wf, void *ctx)
     if (!m->src_paused) {
         /* The engine pauses the VM before the final round; a driver without
          * a writer to pause still stops here. */
-        if ((rc = pause_cb(m)) < 0)
+        if ((rc = pause_source(m)) < 0)
             return rc;
     }
-    if (host_can(m->src, FY_DRV_DEVICE_STATE)) {
+    if (host_can(&m->src_caps, FY_DRV_DEVICE_STATE)) {
         note_net(m, FY_DATA_DEVICE_STATE, m->hot_role, m->hot_dst);
-        if ((rc = host_device_state_save(m->src, vmname(m), &state, &len)) < 0)
+        if ((rc = m->src->ops->device_state_save(m->src, vmname(m), &state, &len)) < 0)
             return rc;
-        rc = host_device_state_load(m->dst, vmname(m), state, len);
+        rc = m->dst->ops->device_state_load(m->dst, vmname(m), state, len);
         free(state);
         if (rc < 0)
             return rc;
     }
-    if ((rc = host_vm_resume(m->dst, vmname(m))) < 0)
+    if ((rc = m->dst->ops->vm_resume(m->dst, vmname(m))) < 0)
         return rc;
     /* The VM runs at the target: from here on, roll forward. */
     m->dst_running = true;
@@ -1021,15 +767,15 @@ static int a_complete_source(struct fy_workflow *wf, void *ctx)
     ev(m, C, SRC, "Post migration actions initiated at source");
     ev(m, C, SRC, "Clearing up switchover source side");
     if (m->dirty_logging) {
-        host_dirty_log_stop(m->src, vmname(m));
+        m->src->ops->dirty_log_stop(m->src, vmname(m));
         m->dirty_logging = false;
     }
     if (m->src_suspended) {
-        host_file_remove(m->src, m->image);
+        m->src->ops->file_remove(m->src, m->image);
     } else {
         ev(m, C, SRC, "Removing source VM %s", vmname(m));
-        if ((rc = host_vm_stop(m->src, vmname(m), true)) < 0 ||
-            (rc = host_vm_undefine(m->src, vmname(m))) < 0)
+        if ((rc = m->src->ops->vm_stop(m->src, vmname(m), true)) < 0 ||
+            (rc = m->src->ops->vm_undefine(m->src, vmname(m))) < 0)
             return rc;
     }
     ev(m, C, SRC, "Clearing up switchover source side completed");
@@ -1046,8 +792,8 @@ static int a_complete_destination(struct fy_workflow *wf, void *ctx)
     m->side = DST;
     ev(m, C, DST, "Clearing up switchover target side");
     if (m->dst_image[0])
-        host_file_remove(m->dst, m->dst_image);
-    if ((rc = host_vm_info(m->dst, vmname(m), &vi)) < 0)
+        m->dst->ops->file_remove(m->dst, m->dst_image);
+    if ((rc = m->dst->ops->vm_info(m->dst, vmname(m), &vi)) < 0)
         return rc;
     ev(m, C, DST, "Clearing up switchover target side completed");
     return 0;
@@ -1063,7 +809,7 @@ static int a_power_off_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = SRC;
     ev(m, T, SRC, "Guest shutdown of source VM");
-    if ((rc = host_vm_stop(m->src, vmname(m), false)) < 0)
+    if ((rc = m->src->ops->vm_stop(m->src, vmname(m), false)) < 0)
         return rc;
     m->src_stopped = true;
     return 0;
@@ -1076,7 +822,7 @@ static void u_power_off_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     if (!m->src_stopped)
         return;
-    if (host_vm_start(m->src, vmname(m)) < 0)
+    if (m->src->ops->vm_start(m->src, vmname(m)) < 0)
         ev(m, C, SRC, "Could not start source VM %s again: %s", vmname(m),
            fy_error_detail());
     else
@@ -1118,7 +864,7 @@ static int a_suspend_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = SRC;
     ev(m, T, SRC, "Suspending source VM to %s", m->image);
-    if ((rc = host_vm_suspend(m->src, vmname(m), m->image)) < 0)
+    if ((rc = m->src->ops->vm_suspend(m->src, vmname(m), m->image)) < 0)
         return rc;
     m->src_suspended = true;
     return 0;
@@ -1131,12 +877,12 @@ static void u_suspend_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     if (!m->src_suspended)
         return;
-    if (host_vm_restore(m->src, vmname(m), m->image) < 0)
+    if (m->src->ops->vm_restore(m->src, vmname(m), m->image) < 0)
         ev(m, C, SRC, "Could not resume source VM %s from %s: %s", vmname(m), m->image,
            fy_error_detail());
     else
         ev(m, C, SRC, "Source VM %s resumed from its saved state", vmname(m));
-    host_file_remove(m->src, m->image);
+    m->src->ops->file_remove(m->src, m->image);
     m->src_suspended = false;
 }
 
@@ -1148,7 +894,7 @@ static int a_unregister_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = SRC;
     ev(m, T, SRC, "Unregistering source VM %s", vmname(m));
-    if ((rc = host_vm_undefine(m->src, vmname(m))) < 0)
+    if ((rc = m->src->ops->vm_undefine(m->src, vmname(m))) < 0)
         return rc;
     m->src_unregistered = true;
     return 0;
@@ -1161,7 +907,7 @@ static void u_unregister_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     if (!m->src_unregistered)
         return;
-    if (host_vm_define(m->src, m->config, NULL, NULL, 0) < 0)
+    if (m->src->ops->vm_define(m->src, m->config, NULL, NULL, 0) < 0)
         ev(m, C, SRC, "Could not register source VM %s again: %s (its configuration: "
            "migration %lld)", vmname(m), fy_error_detail(), (long long)m->id);
     else
@@ -1202,7 +948,7 @@ static int a_create_destination_vm(struct fy_workflow *wf, void *ctx)
     ev(m, T, SRC, "Relocate task finished on source side");
     m->side = DST;
     ev(m, S, DST, "Creating VM %s at target side", vmname(m));
-    if ((rc = host_vm_define(m->dst, m->config, NULL, paths, m->vm.ndisks)) < 0)
+    if ((rc = m->dst->ops->vm_define(m->dst, m->config, NULL, paths, m->vm.ndisks)) < 0)
         return rc;
     m->dst_defined = true;
     m->no_cancel = true;
@@ -1216,8 +962,8 @@ static void u_destination_vm(struct fy_workflow *wf, void *ctx)
     (void)wf;
     if (!m->dst_defined)
         return;
-    host_vm_stop(m->dst, vmname(m), true);
-    if (host_vm_undefine(m->dst, vmname(m)) < 0)
+    m->dst->ops->vm_stop(m->dst, vmname(m), true);
+    if (m->dst->ops->vm_undefine(m->dst, vmname(m)) < 0)
         ev(m, C, DST, "Could not remove VM %s at target side: %s", vmname(m),
            fy_error_detail());
     else
@@ -1233,7 +979,7 @@ static int a_register_destination_vm(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = DST;
     ev(m, S, DST, "Registering VM %s at target side", vmname(m));
-    if ((rc = host_vm_define(m->dst, m->config, NULL, NULL, 0)) < 0)
+    if ((rc = m->dst->ops->vm_define(m->dst, m->config, NULL, NULL, 0)) < 0)
         return rc;
     m->dst_defined = true;
     m->no_cancel = true;
@@ -1261,7 +1007,7 @@ static int a_power_on_destination(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = DST;
     ev(m, S, DST, "Power On initiated on target VM");
-    if ((rc = host_vm_start(m->dst, vmname(m))) < 0)
+    if ((rc = m->dst->ops->vm_start(m->dst, vmname(m))) < 0)
         return rc;
     m->dst_running = true;
     return 0;
@@ -1274,7 +1020,7 @@ static int a_create_destination_vm_quick(struct fy_workflow *wf, void *ctx)
     int rc;
 
     m->side = SRC;
-    if ((rc = host_file_create(m->dst, m->dst_image)) < 0 ||
+    if ((rc = m->dst->ops->file_create(m->dst, m->dst_image)) < 0 ||
         (rc = add_created(m, m->dst_image)) < 0)
         return rc;
     note_net(m, FY_DATA_MEMORY, m->cold_role, m->cold_dst);
@@ -1294,7 +1040,7 @@ static int a_restore_destination(struct fy_workflow *wf, void *ctx)
 
     m->side = DST;
     ev(m, S, DST, "Resuming VM %s at target side from its saved state", vmname(m));
-    if ((rc = host_vm_restore(m->dst, vmname(m), m->dst_image)) < 0)
+    if ((rc = m->dst->ops->vm_restore(m->dst, vmname(m), m->dst_image)) < 0)
         return rc;
     m->dst_running = true;
     fy_workflow_commit(wf);
@@ -1475,12 +1221,12 @@ static int a_compute_spec(struct fy_workflow *wf, void *ctx)
 
     m->side = SRC;
     ev(m, T, SRC, "Reconfiguring source agent");
-    if ((rc = host_vm_export(m->src, vmname(m), &m->config)) < 0)
+    if ((rc = m->src->ops->vm_export(m->src, vmname(m), &m->config)) < 0)
         return rc;
     if (m->req->kind == FY_MIG_LIVE &&
-        (rc = host_memory_layout(m->src, vmname(m), &m->src_layout)) < 0)
+        (rc = m->src->ops->memory_info(m->src, vmname(m), &m->src_mem)) < 0)
         return rc;
-    if (m->req->kind == FY_MIG_LIVE && m->src_layout.n == 0)
+    if (m->req->kind == FY_MIG_LIVE && m->src_mem.n == 0)
         return fy_error(FY_E_UNSUPPORTED, "VM %s has no memory regions to migrate",
                         vmname(m));
     m->side = DST;
@@ -1569,7 +1315,7 @@ int fy_migrate(const struct fy_migration_request *req, struct fy_host *src,
 
     if (migration_id)
         *migration_id = 0;
-    if (!req || !req->vm || !src || !dst || !store || !src->drv.ops || !dst->drv.ops)
+    if (!req || !req->vm || !src || !dst || !store || !src->ops || !dst->ops)
         return fy_error(FY_E_INVAL, "fy_migrate: missing request, host or store");
     if (req->kind != FY_MIG_LIVE && req->kind != FY_MIG_COLD && req->kind != FY_MIG_QUICK)
         return fy_error(FY_E_UNSUPPORTED, "the workflow does not run %s migration yet",
@@ -1618,7 +1364,7 @@ int fy_migrate(const struct fy_migration_request *req, struct fy_host *src,
     if (rc < 0)
         rc = fy_error(-rc, "%s", keep);
 out:
-    host_recv_abort(dst, &m->mem_job);
+    recv_memory_abort(m);
     free(m->config);
     free(m->dst_config);
     free(m);

@@ -18,8 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "controlplane/driver.h"
 #include "controlplane/events.h"
+#include "controlplane/host.h"
 #include "controlplane/migration.h"
 
 /* ---- the generic engine ------------------------------------------------ */
@@ -72,20 +72,8 @@ int fy_workflow_run(struct fy_workflow *wf);
 
 /* ---- migrations ------------------------------------------------------- */
 
-/* A host as the workflow sees it.  While both hosts are drivers in this
- * process the handle is a local instance; every call the workflow makes on
- * a host goes through one section of workflow.c ("host calls") so it can
- * become an RPC to that host's ferryd. */
-struct fy_host {
-    char name[FY_NAME_MAX];
-    struct fy_driver_handle drv; /* open */
-    /* Address of each network role; "" takes the driver's host_info. */
-    char net[FY_NET__COUNT][FY_NAME_MAX];
-    /* At the target: the datastore the VM's disks go to; "" keeps them where
-     * they are when the target reaches that datastore (shared), else the
-     * target's first datastore. */
-    char datastore[FY_NAME_MAX];
-};
+/* The hosts (struct fy_host) are in controlplane/host.h: every call the
+ * workflow makes on one goes through its ops table. */
 
 struct fy_migration_request {
     enum fy_migration_kind kind; /* live, cold or quick */

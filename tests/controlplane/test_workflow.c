@@ -1,7 +1,8 @@
 /* Unit tests of the migration workflow (controlplane/workflow.c): the
  * action queue (order, append, rollback, roll forward), the plan of each
  * kind, and live, cold and quick migrations between two hosts of the real
- * sim driver, completing and failing at every action. */
+ * sim driver, completing and failing at every action, and through a host
+ * implementation that wraps the local one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 
 #include "controlplane/driver.h"
 #include "controlplane/events.h"
+#include "controlplane/host.h"
 #include "controlplane/workflow.h"
 #include "ferry/error.h"
 
@@ -191,6 +193,7 @@ static void test_workflow_plan__bulk__unsupported(void **state)
 struct sim {
     char dir[64];
     char src_state[96], dst_state[96], db[96];
+    struct fy_driver_handle src_drv, dst_drv;
     struct fy_host src, dst;
     struct fy_store *store;
     char actions[FY_WORKFLOW_MAX][32];
@@ -220,14 +223,14 @@ static int sim_setup(void **state)
     snprintf(s->src_state, sizeof(s->src_state), "%s/h1", s->dir);
     snprintf(s->dst_state, sizeof(s->dst_state), "%s/h2", s->dir);
     snprintf(s->db, sizeof(s->db), "%s/ferry.db", s->dir);
-    snprintf(s->src.name, sizeof(s->src.name), "h1");
-    snprintf(s->dst.name, sizeof(s->dst.name), "h2");
     snprintf(cfg, sizeof(cfg), "state=%s;seed-vm=1", s->src_state);
-    rc = fy_driver_open(FY_TEST_DRIVERS_DIR, "sim", cfg, &s->src.drv);
+    rc = fy_driver_open(FY_TEST_DRIVERS_DIR, "sim", cfg, &s->src_drv);
     if (rc == 0) {
         snprintf(cfg, sizeof(cfg), "state=%s", s->dst_state);
-        rc = fy_driver_open(FY_TEST_DRIVERS_DIR, "sim", cfg, &s->dst.drv);
+        rc = fy_driver_open(FY_TEST_DRIVERS_DIR, "sim", cfg, &s->dst_drv);
     }
+    fy_host_local_init(&s->src, "h1", &s->src_drv);
+    fy_host_local_init(&s->dst, "h2", &s->dst_drv);
     if (rc == 0)
         rc = fy_store_open(s->db, &s->store);
     if (rc < 0)
@@ -239,8 +242,8 @@ static int sim_setup(void **state)
 static int sim_teardown(void **state)
 {
     struct sim *s = *state;
-    fy_driver_close(&s->src.drv);
-    fy_driver_close(&s->dst.drv);
+    fy_driver_close(&s->src_drv);
+    fy_driver_close(&s->dst_drv);
     fy_store_close(s->store);
     rm_rf(s->dir);
     free(s);
@@ -249,7 +252,7 @@ static int sim_teardown(void **state)
 
 static void need_sim(struct sim *s)
 {
-    if (!s->src.drv.ops || !s->dst.drv.ops || !s->store) {
+    if (!s->src_drv.ops || !s->dst_drv.ops || !s->store) {
         print_message("skipped: the sim driver (ferry-sim.so in %s) could not be "
                       "opened\n", FY_TEST_DRIVERS_DIR);
         skip();
@@ -285,7 +288,7 @@ static void mem_file(const char *state_dir, char *out, size_t len)
 static void ds_path(struct fy_host *h, char *out, size_t len)
 {
     struct fy_host_info hi;
-    assert_int_equal(h->drv.ops->host_info(h->drv.d, &hi), 0);
+    assert_int_equal(h->ops->host_info(h, &hi), 0);
     snprintf(out, len, "%s", hi.datastores[0].path);
 }
 
@@ -326,7 +329,7 @@ static struct fy_migration_request request(struct sim *s, enum fy_migration_kind
 static int power_at(struct fy_host *h, enum fy_power *p)
 {
     struct fy_vm_info vi;
-    int rc = h->drv.ops->vm_info(h->drv.d, "vm1", &vi);
+    int rc = h->ops->vm_info(h, "vm1", &vi);
     if (rc == 0)
         *p = vi.power;
     return rc;
@@ -488,6 +491,286 @@ static void test_migrate_sim__cancelled__rolled_back_state_cancelled(void **stat
     assert_int_equal(p, FY_POWER_RUNNING);
 }
 
+/* ---- a host implementation wrapping the local one ----------------------- */
+
+/* Forwards every operation to the local host it wraps and counts the
+ * calls.  The wrapping host has no driver of its own, so a migration
+ * between two of them that succeeds did everything through the ops table. */
+#define HOST_OPS(X)                                                              \
+    X(host_info) X(vm_info) X(capabilities) X(memory_info) X(vm_export)          \
+    X(vm_define) X(vm_undefine) X(vm_start) X(vm_stop) X(vm_pause) X(vm_resume)  \
+    X(incoming_prepare) X(vm_suspend) X(vm_restore) X(dirty_log_start)           \
+    X(dirty_log_stop) X(device_state_save) X(device_state_load) X(file_create)   \
+    X(file_remove) X(file_stat) X(recv_start) X(recv_join) X(recv_abort) X(send)
+
+enum counted_op {
+#define ENUM_(op) OP_##op,
+    HOST_OPS(ENUM_)
+#undef ENUM_
+    OP__COUNT
+};
+
+struct counting {
+    struct fy_host *inner;
+    unsigned calls[OP__COUNT];
+};
+
+#define INNER(h) (((struct counting *)(h)->impl)->inner)
+#define COUNTED(h, op) (((struct counting *)(h)->impl)->calls[OP_##op]++, INNER(h))
+
+static int c_host_info(struct fy_host *h, struct fy_host_info *out)
+{
+    struct fy_host *in = COUNTED(h, host_info);
+    return in->ops->host_info(in, out);
+}
+
+static int c_vm_info(struct fy_host *h, const char *vm, struct fy_vm_info *out)
+{
+    struct fy_host *in = COUNTED(h, vm_info);
+    return in->ops->vm_info(in, vm, out);
+}
+
+static int c_capabilities(struct fy_host *h, struct fy_host_caps *out)
+{
+    struct fy_host *in = COUNTED(h, capabilities);
+    return in->ops->capabilities(in, out);
+}
+
+static int c_memory_info(struct fy_host *h, const char *vm, struct fy_host_memory *out)
+{
+    struct fy_host *in = COUNTED(h, memory_info);
+    return in->ops->memory_info(in, vm, out);
+}
+
+static int c_vm_export(struct fy_host *h, const char *vm, char **out)
+{
+    struct fy_host *in = COUNTED(h, vm_export);
+    return in->ops->vm_export(in, vm, out);
+}
+
+static int c_vm_define(struct fy_host *h, const char *config, const char *name,
+                       const char *const *paths, unsigned n)
+{
+    struct fy_host *in = COUNTED(h, vm_define);
+    return in->ops->vm_define(in, config, name, paths, n);
+}
+
+static int c_vm_undefine(struct fy_host *h, const char *vm)
+{
+    struct fy_host *in = COUNTED(h, vm_undefine);
+    return in->ops->vm_undefine(in, vm);
+}
+
+static int c_vm_start(struct fy_host *h, const char *vm)
+{
+    struct fy_host *in = COUNTED(h, vm_start);
+    return in->ops->vm_start(in, vm);
+}
+
+static int c_vm_stop(struct fy_host *h, const char *vm, bool force)
+{
+    struct fy_host *in = COUNTED(h, vm_stop);
+    return in->ops->vm_stop(in, vm, force);
+}
+
+static int c_vm_pause(struct fy_host *h, const char *vm)
+{
+    struct fy_host *in = COUNTED(h, vm_pause);
+    return in->ops->vm_pause(in, vm);
+}
+
+static int c_vm_resume(struct fy_host *h, const char *vm)
+{
+    struct fy_host *in = COUNTED(h, vm_resume);
+    return in->ops->vm_resume(in, vm);
+}
+
+static int c_incoming_prepare(struct fy_host *h, const char *config, const char *vm)
+{
+    struct fy_host *in = COUNTED(h, incoming_prepare);
+    return in->ops->incoming_prepare(in, config, vm);
+}
+
+static int c_vm_suspend(struct fy_host *h, const char *vm, const char *image)
+{
+    struct fy_host *in = COUNTED(h, vm_suspend);
+    return in->ops->vm_suspend(in, vm, image);
+}
+
+static int c_vm_restore(struct fy_host *h, const char *vm, const char *image)
+{
+    struct fy_host *in = COUNTED(h, vm_restore);
+    return in->ops->vm_restore(in, vm, image);
+}
+
+static int c_dirty_log_start(struct fy_host *h, const char *vm)
+{
+    struct fy_host *in = COUNTED(h, dirty_log_start);
+    return in->ops->dirty_log_start(in, vm);
+}
+
+static int c_dirty_log_stop(struct fy_host *h, const char *vm)
+{
+    struct fy_host *in = COUNTED(h, dirty_log_stop);
+    return in->ops->dirty_log_stop(in, vm);
+}
+
+static int c_device_state_save(struct fy_host *h, const char *vm, void **out, size_t *len)
+{
+    struct fy_host *in = COUNTED(h, device_state_save);
+    return in->ops->device_state_save(in, vm, out, len);
+}
+
+static int c_device_state_load(struct fy_host *h, const char *vm, const void *state,
+                               size_t len)
+{
+    struct fy_host *in = COUNTED(h, device_state_load);
+    return in->ops->device_state_load(in, vm, state, len);
+}
+
+static int c_file_create(struct fy_host *h, const char *path)
+{
+    struct fy_host *in = COUNTED(h, file_create);
+    return in->ops->file_create(in, path);
+}
+
+static int c_file_remove(struct fy_host *h, const char *path)
+{
+    struct fy_host *in = COUNTED(h, file_remove);
+    return in->ops->file_remove(in, path);
+}
+
+static int c_file_stat(struct fy_host *h, const char *path, uint64_t *size)
+{
+    struct fy_host *in = COUNTED(h, file_stat);
+    return in->ops->file_stat(in, path, size);
+}
+
+static int c_recv_start(struct fy_host *h, const struct fy_host_data *what,
+                        const char *addr, int timeout_ms, struct fy_host_recv **job,
+                        struct fy_host_endpoint *ep)
+{
+    struct fy_host *in = COUNTED(h, recv_start);
+    return in->ops->recv_start(in, what, addr, timeout_ms, job, ep);
+}
+
+static int c_recv_join(struct fy_host *h, struct fy_host_recv *job,
+                       struct fy_migration_stats *st)
+{
+    struct fy_host *in = COUNTED(h, recv_join);
+    return in->ops->recv_join(in, job, st);
+}
+
+static void c_recv_abort(struct fy_host *h, struct fy_host_recv *job)
+{
+    struct fy_host *in = COUNTED(h, recv_abort);
+    in->ops->recv_abort(in, job);
+}
+
+static int c_send(struct fy_host *h, const struct fy_host_data *what,
+                  const struct fy_host_endpoint *to, const struct fy_host_send_params *p,
+                  struct fy_host_send_result *out)
+{
+    struct fy_host *in = COUNTED(h, send);
+    return in->ops->send(in, what, to, p, out);
+}
+
+static const struct fy_host_ops counting_ops = {
+    .name = "counting",
+#define FIELD_(op) .op = c_##op,
+    HOST_OPS(FIELD_)
+#undef FIELD_
+};
+
+/* Migrates vm1 between hosts wrapping s->src and s->dst; cs and cd count
+ * what each saw. */
+static void migrate_counted(struct sim *s, enum fy_migration_kind kind,
+                            struct counting *cs, struct counting *cd)
+{
+    struct fy_host src = {.name = "h1", .ops = &counting_ops, .impl = cs};
+    struct fy_host dst = {.name = "h2", .ops = &counting_ops, .impl = cd};
+    struct fy_migration_request r = request(s, kind);
+    int64_t id = 0;
+    int rc;
+
+    memset(cs, 0, sizeof(*cs));
+    memset(cd, 0, sizeof(*cd));
+    cs->inner = &s->src;
+    cd->inner = &s->dst;
+    rc = fy_migrate(&r, &src, &dst, s->store, &id);
+    if (rc != 0) {
+        dump_events(s, id);
+        fail_msg("migration failed: %s: %s", fy_errname(rc), fy_error_detail());
+    }
+    assert_at_target_running(s);
+    /* Both inventories were read; data went from the source to the
+     * target only, each receiving end ended by a join. */
+    assert_true(cs->calls[OP_host_info] > 0 && cd->calls[OP_host_info] > 0);
+    assert_true(cs->calls[OP_capabilities] > 0 && cd->calls[OP_capabilities] > 0);
+    assert_true(cs->calls[OP_vm_info] > 0);
+    assert_true(cs->calls[OP_vm_export] > 0);
+    assert_true(cd->calls[OP_recv_start] > 0);
+    assert_int_equal(cd->calls[OP_recv_join], cd->calls[OP_recv_start]);
+    assert_int_equal(cs->calls[OP_send], cd->calls[OP_recv_start]);
+    assert_int_equal(cd->calls[OP_recv_abort], 0);
+    assert_int_equal(cs->calls[OP_recv_start], 0);
+    assert_int_equal(cd->calls[OP_send], 0);
+    assert_int_equal(cs->calls[OP_file_create], 0);
+}
+
+static void test_migrate_counted__live__every_host_call_goes_through_the_ops(void **state)
+{
+    struct sim *s = *state;
+    struct counting cs, cd;
+
+    need_sim(s);
+    migrate_counted(s, FY_MIG_LIVE, &cs, &cd);
+    assert_int_equal(cs.calls[OP_memory_info], 1);
+    assert_int_equal(cd.calls[OP_memory_info], 1);
+    assert_int_equal(cd.calls[OP_incoming_prepare], 1);
+    assert_int_equal(cs.calls[OP_dirty_log_start], 1);
+    assert_int_equal(cs.calls[OP_dirty_log_stop], 1);
+    assert_int_equal(cs.calls[OP_device_state_save], 1);
+    assert_int_equal(cd.calls[OP_device_state_load], 1);
+    assert_int_equal(cd.calls[OP_vm_resume], 1);
+    assert_int_equal(cs.calls[OP_vm_undefine], 1);
+    /* The memory region, then the disk (sim VMs have one of each). */
+    assert_true(cd.calls[OP_recv_start] >= 2);
+    assert_true(cd.calls[OP_file_create] >= 1);
+}
+
+static void test_migrate_counted__cold__every_host_call_goes_through_the_ops(void **state)
+{
+    struct sim *s = *state;
+    struct counting cs, cd;
+
+    need_sim(s);
+    migrate_counted(s, FY_MIG_COLD, &cs, &cd);
+    assert_int_equal(cs.calls[OP_vm_stop], 1);
+    assert_int_equal(cs.calls[OP_vm_undefine], 1);
+    assert_int_equal(cd.calls[OP_vm_define], 1);
+    assert_int_equal(cd.calls[OP_vm_start], 1);
+    assert_true(cs.calls[OP_file_stat] >= 1);
+    assert_true(cd.calls[OP_file_create] >= 1);
+    assert_int_equal(cs.calls[OP_memory_info] + cd.calls[OP_memory_info], 0);
+}
+
+static void test_migrate_counted__quick__every_host_call_goes_through_the_ops(void **state)
+{
+    struct sim *s = *state;
+    struct counting cs, cd;
+
+    need_sim(s);
+    migrate_counted(s, FY_MIG_QUICK, &cs, &cd);
+    assert_int_equal(cs.calls[OP_vm_suspend], 1);
+    assert_int_equal(cd.calls[OP_vm_restore], 1);
+    assert_int_equal(cd.calls[OP_vm_define], 1);
+    assert_int_equal(cs.calls[OP_file_remove], 1);
+    assert_int_equal(cd.calls[OP_file_remove], 1);
+    /* The saved state and the disk. */
+    assert_true(cd.calls[OP_recv_start] >= 2);
+}
+
 /* The workload of a running VM changes its memory file. */
 static bool workload_runs(const char *state_dir)
 {
@@ -615,6 +898,9 @@ int main(void)
         S(test_migrate_sim__quick__vm_runs_at_target_image_identical),
         S(test_migrate_sim__vm_locked_by_another__busy_nothing_moves),
         S(test_migrate_sim__cancelled__rolled_back_state_cancelled),
+        S(test_migrate_counted__live__every_host_call_goes_through_the_ops),
+        S(test_migrate_counted__cold__every_host_call_goes_through_the_ops),
+        S(test_migrate_counted__quick__every_host_call_goes_through_the_ops),
         cmocka_unit_test(test_migrate_sim__live_fails_at_each_action__source_keeps_vm),
         cmocka_unit_test(test_migrate_sim__cold_fails_at_each_action__source_keeps_vm),
         cmocka_unit_test(test_migrate_sim__quick_fails_at_each_action__source_keeps_vm),

@@ -1,0 +1,248 @@
+/* A host as the migration workflow sees it: a name, the addresses of its
+ * networks, and a table of the operations the workflow performs on it.
+ *
+ * Two implementations (one file each):
+ *   - controlplane/host_local.c: the host is a driver instance in this
+ *     process (fy_host_local_init()); its files are this process's files and
+ *     it runs its ends of the dataplane in this process.
+ *   - controlplane/host_remote.c (next): forwards every operation to the
+ *     host's ferryd, whose server side calls the local implementation there.
+ *
+ * So every operation must be expressible as a message: plain values and
+ * strings in, plain values out, nothing that only means something in this
+ * process (pointers to shared state, file descriptors).  That is why the
+ * dataplane ends take a struct fy_host_data ("region N of VM X", "file PATH
+ * of SIZE bytes") and not regions: the descriptors of a driver's
+ * memory_layout stay inside the host implementation.  The two exceptions,
+ * both in this process only, are said where they occur: the opaque receive
+ * job (a remote implementation keeps its id in it) and the cancel flag of
+ * send (a remote implementation forwards its change as a message).
+ *
+ * Return convention: every operation returns 0 on success or a negative
+ * fy_err value (include/ferry/error.h) with the detail recorded by
+ * fy_error() where it failed, naming the host, the VM or file and, when
+ * there is one, the fix.  The caller passes it up without reporting it
+ * again.
+ *
+ * Blocking and threads: every operation may block (it may talk to a
+ * hypervisor or, remote, to another host) and gives up within the host's
+ * timeout.  A host is used by one thread at a time, the workflow's; the
+ * engine threads a send or a receive job runs stay inside the
+ * implementation.
+ *
+ * Strings passed in are borrowed for the call.  Outputs go to caller-provided
+ * structures, except where an operation says it returns malloc'd memory,
+ * which the caller frees with free().
+ *
+ * Every pointer in the table is required: an implementation that cannot do
+ * something returns FY_E_UNSUPPORTED.  The workflow asks 'capabilities'
+ * before using the operations a capability governs (dirty log, device
+ * state, suspend/restore). */
+#ifndef FERRY_CP_HOST_H
+#define FERRY_CP_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "controlplane/driver.h"
+#include "ferry/driver.h"
+#include "ferry/engine.h"
+
+struct fy_host_ops;
+
+/* A host.  The workflow reads name, net and datastore and calls ops; impl
+ * belongs to the implementation. */
+struct fy_host {
+    char name[FY_NAME_MAX];
+    const struct fy_host_ops *ops;
+    void *impl;
+    /* Address of each network role; "" takes the host's host_info. */
+    char net[FY_NET__COUNT][FY_NAME_MAX];
+    /* At the target: the datastore the VM's disks go to; "" keeps them where
+     * they are when the target reaches that datastore (shared), else the
+     * target's first datastore. */
+    char datastore[FY_NAME_MAX];
+};
+
+/* What the host's hypervisor can do. */
+struct fy_host_caps {
+    char driver[FY_NAME_MAX]; /* "sim": a VM moves only between hosts of one
+                                 driver */
+    uint32_t caps;            /* enum fy_driver_cap */
+};
+
+/* A VM's memory as plain values: the regions of its memory_layout, without
+ * their descriptors. */
+struct fy_host_memory {
+    unsigned n;
+    struct {
+        char name[FY_NAME_MAX];
+        uint64_t size; /* bytes, a multiple of FY_PAGE_SIZE */
+    } regions[FY_MAX_REGIONS];
+};
+
+/* What a transfer moves: the same description is given to the receiving
+ * host (recv_start) and the sending one (send). */
+enum fy_host_data_kind {
+    FY_HOST_DATA_MEMORY = 1, /* region 'region' of VM 'vm', 'size' bytes */
+    FY_HOST_DATA_FILE = 2,   /* file 'path', 'size' bytes */
+};
+
+struct fy_host_data {
+    enum fy_host_data_kind kind;
+    char vm[FY_NAME_MAX];
+    unsigned region;
+    char path[FY_PATH_MAX];
+    uint64_t size;
+};
+
+/* Where the sender connects: the receiving host's listener, and the session
+ * id it accepts (only the sender that was told this id gets in). */
+struct fy_host_endpoint {
+    char addr[64]; /* "ADDR:PORT" ("[V6]:PORT") */
+    uint8_t session_id[16];
+};
+
+/* How to send. */
+struct fy_host_send_params {
+    char bind[FY_NAME_MAX]; /* the sending host's address to send from
+                               (its network for this data); "": any */
+    unsigned streams;       /* 0: 2 */
+    int timeout_ms;         /* connect/idle limit; 0: 30000 */
+    /* Memory only. */
+    uint32_t downtime_ms;   /* 0: the engine's default */
+    unsigned max_rounds;    /* 0: the engine's default */
+    bool dirty_log;         /* find dirty pages with the VM's dirty log
+                               (started with dirty_log_start); else re-hash */
+    bool pause;             /* pause the VM before the final round; else the
+                               region is sent in one round (the VM is paused
+                               already) */
+    /* Set non-zero to cancel before the pause.  A pointer in this process:
+     * a remote implementation watches it and sends the cancel on.  May be
+     * NULL. */
+    volatile int *cancel;
+};
+
+struct fy_host_send_result {
+    struct fy_migration_stats st; /* of the engine (summed over sessions) */
+    bool paused;                  /* the send paused the VM; set also on
+                                     failure (the caller resumes it) */
+};
+
+/* A receiving end that runs: opaque; a remote implementation keeps the id
+ * of its job at the host in it. */
+struct fy_host_recv;
+
+struct fy_host_ops {
+    const char *name; /* of the implementation: "local", "remote" */
+
+    /* -- inventory -- */
+
+    /* The host's inventory (the driver's host_info). */
+    int (*host_info)(struct fy_host *h, struct fy_host_info *out);
+
+    /* A VM's description.  FY_E_NOTFOUND for an unknown VM. */
+    int (*vm_info)(struct fy_host *h, const char *vm, struct fy_vm_info *out);
+
+    /* The driver's name and capabilities. */
+    int (*capabilities)(struct fy_host *h, struct fy_host_caps *out);
+
+    /* The names and sizes of the regions of a running or paused VM's
+     * memory (its memory_layout without descriptors). */
+    int (*memory_info)(struct fy_host *h, const char *vm,
+                       struct fy_host_memory *out);
+
+    /* -- lifecycle: the driver operations of the same names -- */
+
+    /* '*out' is malloc'd text; the caller frees it.  Left NULL on failure. */
+    int (*vm_export)(struct fy_host *h, const char *vm, char **out);
+    /* disk_paths may be NULL (keep the exported paths), name NULL (keep). */
+    int (*vm_define)(struct fy_host *h, const char *config, const char *name,
+                     const char *const *disk_paths, unsigned ndisks);
+    int (*vm_undefine)(struct fy_host *h, const char *vm);
+    int (*vm_start)(struct fy_host *h, const char *vm);
+    int (*vm_stop)(struct fy_host *h, const char *vm, bool force);
+    int (*vm_pause)(struct fy_host *h, const char *vm);
+    int (*vm_resume)(struct fy_host *h, const char *vm);
+    /* The paused placeholder VM whose memory a MEMORY transfer fills. */
+    int (*incoming_prepare)(struct fy_host *h, const char *config,
+                            const char *vm);
+    /* Quick migration: 'image' is a file on this host. */
+    int (*vm_suspend)(struct fy_host *h, const char *vm, const char *image);
+    int (*vm_restore)(struct fy_host *h, const char *vm, const char *image);
+
+    /* -- dirty log (FY_DRV_DIRTY_LOG) -- */
+
+    /* Starts and stops recording written pages.  The syncs in between are
+     * made by 'send' on the same host (dirty_log = true). */
+    int (*dirty_log_start)(struct fy_host *h, const char *vm);
+    int (*dirty_log_stop)(struct fy_host *h, const char *vm);
+
+    /* -- device state (FY_DRV_DEVICE_STATE) -- */
+
+    /* The paused VM's device state: '*out' malloc'd (the caller frees it),
+     * left NULL on failure. */
+    int (*device_state_save)(struct fy_host *h, const char *vm, void **out,
+                             size_t *len);
+    int (*device_state_load)(struct fy_host *h, const char *vm,
+                             const void *state, size_t len);
+
+    /* -- files on the host -- */
+
+    /* Creates an empty file, refusing one that exists (FY_E_EXISTS). */
+    int (*file_create)(struct fy_host *h, const char *path);
+    /* Removes a file; one that does not exist is not an error. */
+    int (*file_remove)(struct fy_host *h, const char *path);
+    /* A file's size into *size; FY_E_NOTFOUND if there is none. */
+    int (*file_stat)(struct fy_host *h, const char *path, uint64_t *size);
+
+    /* -- the dataplane -- */
+
+    /* Starts receiving 'what' on this host: listens at 'listen_addr' (an
+     * address of this host, port 0 picked) and returns at once with the
+     * endpoint the sender must connect to, while a job of the host waits
+     * for the sender (each wait gives up after timeout_ms; 0: 30000).
+     * MEMORY: into region what->region of the VM's memory (a placeholder
+     * from incoming_prepare), which must have what->size bytes.  FILE: into
+     * the file what->path (existing, empty), which ends with what->size
+     * bytes.  On success '*job' must be ended with recv_join or recv_abort;
+     * on failure nothing runs and '*job' is NULL. */
+    int (*recv_start)(struct fy_host *h, const struct fy_host_data *what,
+                      const char *listen_addr, int timeout_ms,
+                      struct fy_host_recv **job, struct fy_host_endpoint *ep);
+
+    /* Waits for the job to end and returns its result (FY_E_VERIFY when the
+     * received copy does not match).  'st' (may be NULL) gets the target's
+     * statistics: wire_bytes and verified.  Frees the job either way. */
+    int (*recv_join)(struct fy_host *h, struct fy_host_recv *job,
+                     struct fy_migration_stats *st);
+
+    /* Ends a job whose sender failed or never came (it stops waiting) and
+     * frees it; what it received is discarded.  NULL is allowed.  Records
+     * no error. */
+    void (*recv_abort)(struct fy_host *h, struct fy_host_recv *job);
+
+    /* Sends 'what' from this host to the receiving end at 'to', and returns
+     * when the receiver has it, verified.  MEMORY: region what->region of
+     * the VM, by pre-copy rounds (fy_migrate_source) whose dirty log and
+     * pause act on this host's VM (params).  FILE: the file what->path,
+     * which must have what->size bytes.  'out' is set also on failure (see
+     * paused); it may not be NULL. */
+    int (*send)(struct fy_host *h, const struct fy_host_data *what,
+                const struct fy_host_endpoint *to,
+                const struct fy_host_send_params *params,
+                struct fy_host_send_result *out);
+};
+
+/* Makes 'h' the local host 'name' whose hypervisor is the open driver
+ * instance 'drv', which it borrows: 'drv' must stay open while 'h' is used.
+ * net and datastore are left empty.  Nothing to free. */
+void fy_host_local_init(struct fy_host *h, const char *name,
+                        struct fy_driver_handle *drv);
+
+/* The local implementation's table, for a server or a wrapper that calls it
+ * on a host made with fy_host_local_init(). */
+extern const struct fy_host_ops fy_host_local_ops;
+
+#endif /* FERRY_CP_HOST_H */
