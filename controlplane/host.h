@@ -5,7 +5,7 @@
  *   - controlplane/host_local.c: the host is a driver instance in this
  *     process (fy_host_local_init()); its files are this process's files and
  *     it runs its ends of the dataplane in this process.
- *   - controlplane/host_remote.c (next): forwards every operation to the
+ *   - controlplane/host_remote.c (host_rpc.h): forwards every operation to the
  *     host's ferryd, whose server side calls the local implementation there.
  *
  * So every operation must be expressible as a message: plain values and
@@ -122,6 +122,12 @@ struct fy_host_send_params {
      * a remote implementation watches it and sends the cancel on.  May be
      * NULL. */
     volatile int *cancel;
+    /* Memory only: called after each pre-copy round with its statistics,
+     * on an engine thread, with 'round_ctx'.  A pointer in this process
+     * (progress for the agent's client): a remote implementation may drop
+     * it.  May be NULL. */
+    void (*on_round)(const struct fy_round_stats *st, void *round_ctx);
+    void *round_ctx;
 };
 
 struct fy_host_send_result {

@@ -440,6 +440,7 @@ struct send_ctx {
     const char *vm;
     unsigned region;
     bool paused;
+    const struct fy_host_send_params *p; /* its on_round */
 };
 
 static int send_sync(void *ctx, uint64_t *bitmap, uint64_t npages)
@@ -455,6 +456,12 @@ static int send_pause(void *ctx)
     if (rc == 0)
         c->paused = true;
     return rc;
+}
+
+static void send_round(void *ctx, const struct fy_round_stats *st)
+{
+    struct send_ctx *c = ctx;
+    c->p->on_round(st, c->p->round_ctx);
 }
 
 /* Sends region 'r' in one session to 'to'; adds its statistics to 'sum'. */
@@ -504,12 +511,13 @@ static int send_memory(struct fy_host *h, const struct fy_host_data *w,
                        const struct fy_host_endpoint *to,
                        const struct fy_host_send_params *p, struct fy_host_send_result *out)
 {
-    struct send_ctx c = {.h = h, .vm = w->vm, .region = w->region};
+    struct send_ctx c = {.h = h, .vm = w->vm, .region = w->region, .p = p};
     struct fy_source_params sp = {
         .downtime_ms = p->downtime_ms,
         .max_rounds = p->max_rounds,
         .dirty_sync = p->dirty_log ? send_sync : NULL,
         .pause = p->pause ? send_pause : NULL,
+        .on_round = p->on_round ? send_round : NULL,
         .ctx = &c,
         .cancel = p->cancel,
     };

@@ -127,6 +127,8 @@ struct mig {
     struct fy_host_endpoint mem_ep;
     struct timespec t_pause, t_start;
     struct fy_migration_record stats;
+    unsigned files_sent;     /* files moved through the dataplane */
+    bool files_unverified;   /* one of them did not verify */
 };
 
 static double since(const struct timespec *t0)
@@ -234,10 +236,30 @@ static int copy_file(struct mig *m, const char *from, const char *to,
         m->dst->ops->recv_abort(m->dst, j);
         return rc;
     }
-    if ((rc = m->dst->ops->recv_join(m->dst, j, NULL)) < 0)
+    struct fy_migration_stats rst = {0};
+    if ((rc = m->dst->ops->recv_join(m->dst, j, &rst)) < 0)
         return rc;
     add_stats(m, &res.st);
+    m->files_sent++;
+    if (!res.st.verified || !rst.verified)
+        m->files_unverified = true;
     return 0;
+}
+
+/* After the switchover: the disk images that moved are the target's now.
+ * Only each disk's own (active) image goes: base images may back other
+ * VMs at the source. */
+static void remove_moved_source_disks(struct mig *m)
+{
+    if (!m->move_disks)
+        return;
+    for (unsigned i = 0; i < m->vm.ndisks; i++) {
+        ev(m, FY_EV_CLEANUP, FY_SIDE_SOURCE, "Removing source disk file %s",
+           m->vm.disks[i].path);
+        if (m->src->ops->file_remove(m->src, m->vm.disks[i].path) < 0)
+            ev(m, FY_EV_CLEANUP, FY_SIDE_SOURCE, "Could not remove %s: %s",
+               m->vm.disks[i].path, fy_error_detail());
+    }
 }
 
 /* Starts the target receiving memory region i into its placeholder. */
@@ -666,6 +688,8 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
         sp.dirty_log = i == 0 && m->dirty_logging;
         sp.pause = i == 0;
         sp.cancel = (volatile int *)&m->req->cancel;
+        sp.on_round = m->req->on_round;
+        sp.round_ctx = m->req->ctx;
         if (!m->mem_job && (rc = recv_memory(m, i)) < 0)
             return rc;
         rc = m->src->ops->send(m->src, &d, &m->mem_ep, &sp, &res);
@@ -778,6 +802,7 @@ static int a_complete_source(struct fy_workflow *wf, void *ctx)
             (rc = m->src->ops->vm_undefine(m->src, vmname(m))) < 0)
             return rc;
     }
+    remove_moved_source_disks(m);
     ev(m, C, SRC, "Clearing up switchover source side completed");
     return 0;
 }
@@ -996,6 +1021,7 @@ static int a_reconfigure_vm(struct fy_workflow *wf, void *ctx)
     fy_workflow_commit(wf);
     ev(m, S, DST, "Relocate task finished on target side");
     ev(m, S, DST, "Post migration actions initiated at target");
+    remove_moved_source_disks(m);
     return 0;
 }
 
@@ -1293,6 +1319,13 @@ static void finish(struct mig *m, int rc)
     enum fy_mig_state state = FY_MIG_SUCCEEDED;
 
     m->stats.seconds = since(&m->t_start);
+    /* Every transfer checks its digest at both ends: memory (live) and
+     * each file moved (disks, saved images).  Nothing moved: nothing
+     * verified. */
+    if (m->req->kind == FY_MIG_LIVE)
+        m->stats.verified = m->stats.verified && !m->files_unverified;
+    else
+        m->stats.verified = m->files_sent > 0 && !m->files_unverified;
     fy_store_migration_set_stats(m->store, m->id, &m->stats);
     if (rc < 0) {
         snprintf(err, sizeof(err), "%s: %s",

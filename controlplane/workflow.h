@@ -92,7 +92,11 @@ struct fy_migration_request {
     const char *fail_at;
     /* Called with each action's name before it runs.  May be NULL. */
     void (*on_action)(const char *name, void *ctx);
-    void *ctx;
+    /* Called after each pre-copy round of a live migration's memory, on an
+     * engine thread of the source host (progress bars, jobinfo).  May be
+     * NULL. */
+    void (*on_round)(const struct fy_round_stats *st, void *ctx);
+    void *ctx;          /* passed to on_action and on_round */
 };
 
 /* Migrates req->vm from 'src' to 'dst', recording the migration and its

@@ -613,7 +613,7 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
     struct src m;
     double t_start = fy_now(), t_pause = 0, scan = 0;
     uint64_t ndirty;
-    double page_rate = 0;
+    double link_rate = 0; /* wire bytes per second a round achieved */
     int rc;
 
     if (!src || !s)
@@ -652,8 +652,9 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
         st.wire_bytes = fy_session_wire_bytes(s) - wire0;
         st.throughput = st.seconds > 0 ? (double)st.wire_bytes / st.seconds : 0;
         st.page_rate = st.seconds > 0 ? (double)ndirty / st.seconds : 0;
-        if (st.page_rate > 0)
-            page_rate = st.page_rate;
+        /* A round too small to measure the link keeps the last estimate. */
+        if (st.wire_bytes >= (1u << 20) && st.throughput > 0)
+            link_rate = st.throughput;
         add_round(&tot, &st);
         if (m.final) {
             if (m.p.on_round)
@@ -667,8 +668,13 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
             goto out;
         double log_period = st.seconds + (fy_now() - since);
         st.dirty_rate = log_period > 0 ? (double)ndirty / log_period : 0;
+        /* Dirty pages are mostly new content: count each as a whole page
+         * on the wire, at the rate the link showed (as QEMU's bandwidth x
+         * downtime limit does).  Zero and duplicate pages only make the
+         * final round shorter than this. */
         st.expected_downtime =
-            (page_rate > 0 ? (double)ndirty / page_rate : 0) +
+            (link_rate > 0 ? (double)ndirty * (FY_PAGE_SIZE + FY_PAGES_DESC_SIZE) / link_rate
+                           : 0) +
             (m.p.dirty_sync ? 0 : scan);
         if (m.p.on_round)
             m.p.on_round(m.p.ctx, &st);

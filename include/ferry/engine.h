@@ -6,8 +6,9 @@
  *               caller's dirty log (dirty_sync) or, without one, found by
  *               re-hashing every page and comparing with what the target
  *               holds;
- *   switchover  once the dirty bytes left, at the rate the last round
- *               achieved, fit the downtime target (or after max_rounds), the
+ *   switchover  once the dirty pages left, sent whole at the wire rate the
+ *               last round achieved, fit the downtime target (or after
+ *               max_rounds), the
  *               engine asks the caller to pause the writer (pause), takes
  *               the final dirty set and runs the final round;
  *   verify      both sides compute a digest of the whole region from its
