@@ -128,6 +128,7 @@ grep -q 'Verified: *yes' <<<"$out" || fail "jobinfo: not verified"
 step "ferryctl migrate --cold vm2 --from host1 --to host2 (running: shut down first)"
 run_ok "cold migration" ctl migrate --cold vm2 --from host1 --to host2
 grep -q 'succeeded' <<<"$out" || fail "cold migration did not succeed"
+grep -q 'Verification: *passed' <<<"$out" || fail "cold migration not verified"
 run_ok "list host2" ctl list host2
 grep -q '^vm2 .*running' <<<"$out" || fail "vm2 should run on host2 after the cold migration"
 
@@ -137,6 +138,7 @@ ls "$tmp"/host1/ds/local/vm1-vda.img >/dev/null 2>&1 &&
   fail "host1 still has vm1's disk image after the live migration"
 run_ok "quick migration" ctl migrate --quick vm1 --from host2 --to host1
 grep -q 'succeeded' <<<"$out" || fail "quick migration did not succeed"
+grep -q 'Verification: *passed' <<<"$out" || fail "quick migration not verified"
 run_ok "list host1" ctl list host1
 grep -q '^vm1 .*running' <<<"$out" || fail "vm1 should run on host1 after the quick migration"
 
@@ -150,6 +152,43 @@ run_ok define ctl define "$tmp/off.vm"
 ctl migrate --live off1 --to host2
 rc=$?
 [ $rc -eq 3 ] || fail "precheck refusal: exit $rc, want 3"
+
+step "ferryctl cancel stops a live migration that cannot converge; the VM stays at the source"
+cat >"$tmp/busy.vm" <<EOF
+name busy1
+mem 256M
+vcpus 1
+workload rate=400000 pattern=random shared-seed=3
+EOF
+run_ok define ctl define "$tmp/busy.vm" --start
+ctl migrate --live busy1 --to host2 --downtime-ms 1 >"$tmp/busy.out" 2>&1 &
+mig_pid=$!
+busy_id=""
+for _ in $(seq 1 100); do
+  busy_id=$(ctl --json migrations 2>/dev/null | python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["migrations"]:
+    if m["vm"] == "busy1" and m["state"] == "running":
+        print(m["id"])' 2>/dev/null || true)
+  [ -n "$busy_id" ] && break
+  sleep 0.1
+done
+[ -n "$busy_id" ] || fail "cancel: the migration of busy1 never showed as running"
+run_ok cancel ctl cancel "$busy_id"
+wait "$mig_pid"
+rc=$?
+cat "$tmp/busy.out"
+[ $rc -ne 0 ] || fail "cancel: the cancelled migration exited 0"
+run_ok "migrations" ctl --json migrations
+python3 -c '
+import json, sys
+m = [m for m in json.load(sys.stdin)["migrations"] if m["id"] == int(sys.argv[1])][0]
+assert m["state"] == "cancelled", m["state"]' "$busy_id" <<<"$out" \
+  || fail "cancel: migration $busy_id is not recorded as cancelled"
+run_ok "list host1" ctl list host1
+grep -q '^busy1 .*running' <<<"$out" || fail "cancel: busy1 should still run on host1"
+run_ok "list host2" ctl list host2
+grep -q '^busy1 ' <<<"$out" && fail "cancel: busy1 should not be on host2"
 
 step "usage errors exit 2"
 ctl migrate 2>/dev/null
