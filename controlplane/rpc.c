@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "dataplane/netaddr.h"
 #include "ferry/error.h"
 
 #define NONCE_LEN 16
@@ -70,68 +71,6 @@ static int wait_fd(int fd, short events, int64_t deadline)
         if (n < 0 && errno != EINTR)
             return fy_error_sys("poll");
     }
-}
-
-/* Splits "HOST:PORT" or "[V6]:PORT" into host and port strings. */
-static int split_addr(const char *addr, char *host, size_t hostlen, char *port,
-                      size_t portlen)
-{
-    const char *colon, *h = addr;
-    size_t hl;
-
-    if (!addr || !*addr)
-        return fy_error(FY_E_INVAL, "empty address: expected HOST:PORT");
-    if (addr[0] == '[') {
-        const char *end = strchr(addr, ']');
-        if (!end || end[1] != ':')
-            return fy_error(FY_E_INVAL, "bad address '%s': expected [V6]:PORT", addr);
-        h = addr + 1;
-        hl = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon)
-            return fy_error(FY_E_INVAL, "bad address '%s': expected HOST:PORT", addr);
-        hl = (size_t)(colon - addr);
-    }
-    if (hl == 0 || hl >= hostlen || strlen(colon + 1) == 0 ||
-        strlen(colon + 1) >= portlen)
-        return fy_error(FY_E_INVAL, "bad address '%s': expected HOST:PORT", addr);
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
-}
-
-static int resolve(const char *addr, bool passive, struct addrinfo **out)
-{
-    char host[256], port[32];
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = passive ? AI_PASSIVE : 0};
-    int rc;
-
-    if ((rc = split_addr(addr, host, sizeof(host), port, sizeof(port))) < 0)
-        return rc;
-    rc = getaddrinfo(host, port, &hints, out);
-    if (rc != 0)
-        return fy_error(FY_E_NOTFOUND, "cannot resolve '%s': %s", addr,
-                        gai_strerror(rc));
-    return 0;
-}
-
-static void format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    socklen_t sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-
-    if (getnameinfo(sa, sl, host, sizeof(host), port, sizeof(port),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        snprintf(buf, len, "?");
-        return;
-    }
-    snprintf(buf, len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
-             port);
 }
 
 /* ---- frames -------------------------------------------------------------
@@ -809,7 +748,7 @@ static void accept_one(struct fy_rpc_server *srv)
         }
         return;
     }
-    format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
+    fy_addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     pthread_mutex_lock(&srv->lock);
@@ -865,7 +804,7 @@ static int listen_at(const char *addr, int *fd_out, char *bound, size_t boundlen
     struct addrinfo *ai = NULL;
     int rc, fd = -1, err = 0;
 
-    if ((rc = resolve(addr, true, &ai)) < 0)
+    if ((rc = fy_addr_resolve(addr, true, &ai)) < 0)
         return rc;
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
         int one = 1;
@@ -894,7 +833,7 @@ static int listen_at(const char *addr, int *fd_out, char *bound, size_t boundlen
         close(fd);
         return rc;
     }
-    format_sockaddr((struct sockaddr *)&ss, bound, boundlen);
+    fy_addr_format((struct sockaddr *)&ss, bound, boundlen);
     *fd_out = fd;
     return 0;
 }
@@ -1043,7 +982,7 @@ static int connect_to(const char *addr, int64_t deadline, const char *who, int *
     int rc, fd = -1, err = ECONNREFUSED;
     bool timed_out = false;
 
-    if ((rc = resolve(addr, false, &ai)) < 0)
+    if ((rc = fy_addr_resolve(addr, false, &ai)) < 0)
         return rc;
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,

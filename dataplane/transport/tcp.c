@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/netaddr.h"
 #include "dataplane/protocol.h"
 #include "dataplane/sockopt.h"
 #include "ferry/error.h"
@@ -81,68 +82,6 @@ static bool is_cancelled(struct tcp_session *s)
 }
 
 /* ---- addresses and sockets ------------------------------------------- */
-
-/* Splits "HOST:PORT" or "[V6]:PORT" into host and port strings. */
-static int split_addr(const char *addr, char *host, size_t hostlen, char *port,
-                      size_t portlen)
-{
-    const char *colon;
-    size_t hl;
-
-    if (!addr || !*addr)
-        return fy_error(FY_E_INVAL, "empty address: expected HOST:PORT");
-    if (addr[0] == '[') {
-        const char *end = strchr(addr, ']');
-        if (!end || end[1] != ':')
-            return fy_error(FY_E_INVAL, "bad address '%s': expected [V6]:PORT", addr);
-        hl = (size_t)(end - addr - 1);
-        colon = end + 1;
-        addr++;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon)
-            return fy_error(FY_E_INVAL, "bad address '%s': expected HOST:PORT", addr);
-        hl = (size_t)(colon - addr);
-    }
-    if (hl == 0 || hl >= hostlen || strlen(colon + 1) == 0 ||
-        strlen(colon + 1) >= portlen)
-        return fy_error(FY_E_INVAL, "bad address '%s': expected HOST:PORT", addr);
-    memcpy(host, addr, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
-}
-
-static int resolve(const char *addr, bool passive, struct addrinfo **out)
-{
-    char host[256], port[32];
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = passive ? AI_PASSIVE : 0};
-    int rc;
-
-    if ((rc = split_addr(addr, host, sizeof(host), port, sizeof(port))) < 0)
-        return rc;
-    rc = getaddrinfo(host, port, &hints, out);
-    if (rc != 0)
-        return fy_error(FY_E_NOTFOUND, "cannot resolve '%s': %s", addr,
-                        gai_strerror(rc));
-    return 0;
-}
-
-static void format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    socklen_t sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-
-    if (getnameinfo(sa, sl, host, sizeof(host), port, sizeof(port),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        snprintf(buf, len, "?");
-        return;
-    }
-    snprintf(buf, len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
-             port);
-}
 
 static int64_t now_ms(void)
 {
@@ -672,9 +611,9 @@ static int tcp_connect(const char *addr, const struct fy_transport_opts *opts,
     }
     if (n > MAX_STREAMS)
         return fy_error(FY_E_INVAL, "%u streams asked, at most %u", n, MAX_STREAMS);
-    if ((rc = resolve(addr, false, &ai)) < 0)
+    if ((rc = fy_addr_resolve(addr, false, &ai)) < 0)
         return rc;
-    if (o.bind && (rc = resolve(o.bind, true, &bind_ai)) < 0)
+    if (o.bind && (rc = fy_addr_resolve(o.bind, true, &bind_ai)) < 0)
         goto out;
     s = session_new(n, o.timeout_ms);
     if (!s) {
@@ -694,7 +633,7 @@ static int tcp_connect(const char *addr, const struct fy_transport_opts *opts,
             goto fail;
         }
     }
-    format_sockaddr(ai->ai_addr, s->pub.peer, sizeof(s->pub.peer));
+    fy_addr_format(ai->ai_addr, s->pub.peer, sizeof(s->pub.peer));
     set_limits(s);
     deadline = now_ms() + s->timeout_ms;
     for (unsigned i = 0; i < n; i++) {
@@ -768,7 +707,7 @@ static int tcp_listen(const char *addr, const struct fy_transport_opts *opts,
 
     if (!out)
         return fy_error(FY_E_INVAL, "tcp listen: no output");
-    if ((rc = resolve(addr, true, &ai)) < 0)
+    if ((rc = fy_addr_resolve(addr, true, &ai)) < 0)
         return rc;
     l = calloc(1, sizeof(*l));
     if (!l) {
@@ -795,7 +734,7 @@ static int tcp_listen(const char *addr, const struct fy_transport_opts *opts,
         goto fail;
     }
     if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
-        format_sockaddr((struct sockaddr *)&ss, l->pub.addr, sizeof(l->pub.addr));
+        fy_addr_format((struct sockaddr *)&ss, l->pub.addr, sizeof(l->pub.addr));
     freeaddrinfo(ai);
     *out = &l->pub;
     return 0;
@@ -860,7 +799,7 @@ static int tcp_accept(struct fy_listener *fl,
         fy_tune_socket(fd, l->sockbuf);
 
         uint8_t hbuf[HANDSHAKE_MAX];
-        format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
+        fy_addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
         rc = -FY_E_AGAIN;
         {
             /* Read exactly one handshake frame, never more: a HELLO, or
