@@ -266,6 +266,8 @@ static void *recv_main(void *arg)
         if (!j->regions[i])
             continue;
         ap.region_size = fy_region_size(j->regions[i]);
+        /* Pages are read straight into a mapped region (NULL otherwise). */
+        ap.placement = fy_region_base(j->regions[i]);
         j->rc = j->l->ops->accept(j->l, &ap, &s);
         if (j->rc == 0)
             j->rc = fy_migrate_target(j->regions[i], s, &tp, &st);
