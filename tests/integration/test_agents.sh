@@ -153,10 +153,10 @@ ctl migrate --live off1 --to host2
 rc=$?
 [ $rc -eq 3 ] || fail "precheck refusal: exit $rc, want 3"
 
-step "ferryctl cancel stops a live migration that cannot converge; the VM stays at the source"
+step "ferryctl cancel stops a live migration (1 GiB, cannot converge) in flight; the VM stays at the source"
 cat >"$tmp/busy.vm" <<EOF
 name busy1
-mem 256M
+mem 1G
 vcpus 1
 workload rate=400000 pattern=random shared-seed=3
 EOF
