@@ -7,6 +7,7 @@
  * agent.* handlers; start (with the recovery of migrations a previous run
  * left running) and stop. */
 #include "controlplane/agent.h"
+#include "controlplane/json_util.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -100,26 +101,6 @@ static void rpc_log(void *ctx, const char *line)
 
 /* ---- JSON helpers ---------------------------------------------------------- */
 
-static void put_str(json_object *o, const char *k, const char *v)
-{
-    json_object_object_add(o, k, json_object_new_string(v ? v : ""));
-}
-
-static void put_int(json_object *o, const char *k, int64_t v)
-{
-    json_object_object_add(o, k, json_object_new_int64(v));
-}
-
-static void put_dbl(json_object *o, const char *k, double v)
-{
-    json_object_object_add(o, k, json_object_new_double(v));
-}
-
-static void put_bool(json_object *o, const char *k, bool v)
-{
-    json_object_object_add(o, k, json_object_new_boolean(v));
-}
-
 static const char *get_str(const json_object *o, const char *k)
 {
     json_object *v;
@@ -177,25 +158,25 @@ static json_object *record_json(const struct fy_migration_record *r)
 {
     json_object *o = json_object_new_object(), *net = json_object_new_object();
 
-    put_int(o, "id", r->id);
-    put_str(o, "vm", r->vm);
-    put_str(o, "kind", fy_migration_kind_name(r->kind));
-    put_str(o, "source", r->source);
-    put_str(o, "target", r->target);
-    put_str(o, "state", fy_mig_state_name(r->state));
-    put_int(o, "started_us", r->started_us);
-    put_int(o, "ended_us", r->ended_us);
-    put_dbl(o, "seconds", r->seconds);
-    put_dbl(o, "downtime", r->downtime);
-    put_int(o, "wire_bytes", (int64_t)r->wire_bytes);
-    put_int(o, "pages_sent", (int64_t)r->pages_sent);
-    put_int(o, "pages_zero", (int64_t)r->pages_zero);
-    put_int(o, "pages_dup", (int64_t)r->pages_dup);
-    put_bool(o, "verified", r->verified);
-    put_str(o, "error", r->error);
+    fy_json_put_int(o, "id", r->id);
+    fy_json_put_str(o, "vm", r->vm);
+    fy_json_put_str(o, "kind", fy_migration_kind_name(r->kind));
+    fy_json_put_str(o, "source", r->source);
+    fy_json_put_str(o, "target", r->target);
+    fy_json_put_str(o, "state", fy_mig_state_name(r->state));
+    fy_json_put_int(o, "started_us", r->started_us);
+    fy_json_put_int(o, "ended_us", r->ended_us);
+    fy_json_put_double(o, "seconds", r->seconds);
+    fy_json_put_double(o, "downtime", r->downtime);
+    fy_json_put_int(o, "wire_bytes", (int64_t)r->wire_bytes);
+    fy_json_put_int(o, "pages_sent", (int64_t)r->pages_sent);
+    fy_json_put_int(o, "pages_zero", (int64_t)r->pages_zero);
+    fy_json_put_int(o, "pages_dup", (int64_t)r->pages_dup);
+    fy_json_put_bool(o, "verified", r->verified);
+    fy_json_put_str(o, "error", r->error);
     for (unsigned c = 0; c < FY_DATA__COUNT; c++)
         if (r->net[c][0])
-            put_str(net, fy_data_class_name((enum fy_data_class)c), r->net[c]);
+            fy_json_put_str(net, fy_data_class_name((enum fy_data_class)c), r->net[c]);
     json_object_object_add(o, "net", net);
     return o;
 }
@@ -209,16 +190,16 @@ static json_object *job_json(const struct job *j)
     json_object *o = json_object_new_object();
     double remaining = 0;
 
-    put_int(o, "id", j->id);
-    put_str(o, "vm", j->vm);
-    put_str(o, "kind", fy_migration_kind_name(j->kind));
-    put_str(o, "source", j->src.name);
-    put_str(o, "target", j->target);
-    put_str(o, "state", j->done ? (j->rc == 0 ? "succeeded" : "failed") : "running");
-    put_str(o, "action", j->action);
-    put_dbl(o, "elapsed", j->done ? j->elapsed : seconds_since(&j->t0));
-    put_int(o, "round", j->rounds);
-    put_bool(o, "final", j->last.final);
+    fy_json_put_int(o, "id", j->id);
+    fy_json_put_str(o, "vm", j->vm);
+    fy_json_put_str(o, "kind", fy_migration_kind_name(j->kind));
+    fy_json_put_str(o, "source", j->src.name);
+    fy_json_put_str(o, "target", j->target);
+    fy_json_put_str(o, "state", j->done ? (j->rc == 0 ? "succeeded" : "failed") : "running");
+    fy_json_put_str(o, "action", j->action);
+    fy_json_put_double(o, "elapsed", j->done ? j->elapsed : seconds_since(&j->t0));
+    fy_json_put_int(o, "round", j->rounds);
+    fy_json_put_bool(o, "final", j->last.final);
     /* What the next round has to move: the final round's time estimate at
      * the rate pages moved. */
     if (j->rounds && !j->last.final && !j->done)
@@ -227,18 +208,18 @@ static json_object *job_json(const struct job *j)
         remaining = (double)j->mem_total;
     if (remaining > (double)j->mem_total)
         remaining = (double)j->mem_total;
-    put_int(o, "data_processed", (int64_t)j->processed);
-    put_int(o, "data_remaining", (int64_t)remaining);
-    put_int(o, "data_total", (int64_t)j->mem_total);
-    put_dbl(o, "throughput", j->last.throughput);
-    put_dbl(o, "dirty_rate", j->last.dirty_rate);
-    put_int(o, "pages_sent", (int64_t)j->sent);
-    put_int(o, "pages_zero", (int64_t)j->zero);
-    put_int(o, "pages_dup", (int64_t)j->dup);
-    put_int(o, "wire_bytes", (int64_t)j->wire);
-    put_dbl(o, "expected_downtime", j->last.expected_downtime);
+    fy_json_put_int(o, "data_processed", (int64_t)j->processed);
+    fy_json_put_int(o, "data_remaining", (int64_t)remaining);
+    fy_json_put_int(o, "data_total", (int64_t)j->mem_total);
+    fy_json_put_double(o, "throughput", j->last.throughput);
+    fy_json_put_double(o, "dirty_rate", j->last.dirty_rate);
+    fy_json_put_int(o, "pages_sent", (int64_t)j->sent);
+    fy_json_put_int(o, "pages_zero", (int64_t)j->zero);
+    fy_json_put_int(o, "pages_dup", (int64_t)j->dup);
+    fy_json_put_int(o, "wire_bytes", (int64_t)j->wire);
+    fy_json_put_double(o, "expected_downtime", j->last.expected_downtime);
     if (j->done && j->rc < 0)
-        put_str(o, "error", j->error);
+        fy_json_put_str(o, "error", j->error);
     return o;
 }
 
@@ -399,22 +380,22 @@ static json_object *self_info(struct fy_agent *a)
     struct fy_host_info hi;
     struct fy_vm_list vl = {0};
 
-    put_str(o, "name", a->cfg.host);
-    put_str(o, "driver", a->drv.ops->name);
-    put_str(o, "management", fy_agent_addr(a));
-    put_str(o, "management_host", a->local.net[FY_NET_MANAGEMENT]);
-    put_str(o, "migration", a->local.net[FY_NET_MIGRATION]);
-    put_str(o, "provisioning", a->local.net[FY_NET_PROVISIONING]);
+    fy_json_put_str(o, "name", a->cfg.host);
+    fy_json_put_str(o, "driver", a->drv.ops->name);
+    fy_json_put_str(o, "management", fy_agent_addr(a));
+    fy_json_put_str(o, "management_host", a->local.net[FY_NET_MANAGEMENT]);
+    fy_json_put_str(o, "migration", a->local.net[FY_NET_MIGRATION]);
+    fy_json_put_str(o, "provisioning", a->local.net[FY_NET_PROVISIONING]);
     if (a->drv.ops->host_info(a->drv.d, &hi) == 0) {
-        put_str(o, "cpu_vendor", hi.cpu_vendor);
-        put_int(o, "mem_total", (int64_t)hi.mem_total);
-        put_int(o, "mem_free", (int64_t)hi.mem_free);
-        put_int(o, "cpus_total", hi.cpus_total);
-        put_int(o, "cpus_free", hi.cpus_free);
-        put_bool(o, "maintenance", hi.maintenance);
+        fy_json_put_str(o, "cpu_vendor", hi.cpu_vendor);
+        fy_json_put_int(o, "mem_total", (int64_t)hi.mem_total);
+        fy_json_put_int(o, "mem_free", (int64_t)hi.mem_free);
+        fy_json_put_int(o, "cpus_total", hi.cpus_total);
+        fy_json_put_int(o, "cpus_free", hi.cpus_free);
+        fy_json_put_bool(o, "maintenance", hi.maintenance);
     }
     if (a->drv.ops->vm_list(a->drv.d, &vl) == 0) {
-        put_int(o, "vms", vl.n);
+        fy_json_put_int(o, "vms", vl.n);
         free(vl.names);
     }
     return o;
@@ -437,8 +418,8 @@ static int h_hosts(void *ctx, struct fy_rpc_call *call, const json_object *param
 
     (void)call;
     (void)params;
-    put_bool(self, "self", true);
-    put_bool(self, "reachable", true);
+    fy_json_put_bool(self, "self", true);
+    fy_json_put_bool(self, "reachable", true);
     json_object_array_add(hosts, self);
     for (unsigned i = 0; i < a->cfg.npeers; i++) {
         const struct fy_peer *p = &a->cfg.peers[i];
@@ -446,16 +427,16 @@ static int h_hosts(void *ctx, struct fy_rpc_call *call, const json_object *param
 
         if (peer_call(a, p->addr, "agent.info", &info) == 0) {
             h = info;
-            put_bool(h, "reachable", true);
+            fy_json_put_bool(h, "reachable", true);
         } else {
             h = json_object_new_object();
-            put_bool(h, "reachable", false);
-            put_str(h, "error", fy_error_detail());
+            fy_json_put_bool(h, "reachable", false);
+            fy_json_put_str(h, "error", fy_error_detail());
         }
         /* The name and address this host knows it by. */
-        put_str(h, "name", p->name);
-        put_str(h, "management", p->addr);
-        put_bool(h, "self", false);
+        fy_json_put_str(h, "name", p->name);
+        fy_json_put_str(h, "management", p->addr);
+        fy_json_put_bool(h, "self", false);
         json_object_array_add(hosts, h);
     }
     *result = json_object_new_object();
@@ -480,19 +461,19 @@ static int h_list(void *ctx, struct fy_rpc_call *call, const json_object *params
         struct fy_vm_info vi;
         json_object *v = json_object_new_object();
 
-        put_str(v, "name", vl.names[i]);
+        fy_json_put_str(v, "name", vl.names[i]);
         if (a->drv.ops->vm_info(a->drv.d, vl.names[i], &vi) == 0) {
-            put_str(v, "power", power_name(vi.power));
-            put_int(v, "mem_bytes", (int64_t)vi.mem_bytes);
-            put_int(v, "vcpus", vi.vcpus);
+            fy_json_put_str(v, "power", power_name(vi.power));
+            fy_json_put_int(v, "mem_bytes", (int64_t)vi.mem_bytes);
+            fy_json_put_int(v, "vcpus", vi.vcpus);
         } else {
-            put_str(v, "power", "unknown");
+            fy_json_put_str(v, "power", "unknown");
         }
         json_object_array_add(vms, v);
     }
     free(vl.names);
     *result = json_object_new_object();
-    put_str(*result, "host", a->cfg.host);
+    fy_json_put_str(*result, "host", a->cfg.host);
     json_object_object_add(*result, "vms", vms);
     return 0;
 }
@@ -539,7 +520,7 @@ static int h_define(void *ctx, struct fy_rpc_call *call, const json_object *para
         return rc;
     agent_log(a, "VM %s defined%s", name, get_bool(params, "start", false) ? " and started" : "");
     *result = json_object_new_object();
-    put_str(*result, "name", name);
+    fy_json_put_str(*result, "name", name);
     return 0;
 }
 
@@ -670,12 +651,12 @@ static json_object *stored_jobinfo(const struct fy_migration_record *r)
     json_object *o = record_json(r);
     uint64_t moved = (r->pages_sent + r->pages_zero + r->pages_dup) * FY_PAGE_SIZE;
 
-    put_str(o, "action", "");
-    put_dbl(o, "elapsed", r->seconds);
-    put_int(o, "data_processed", (int64_t)moved);
-    put_int(o, "data_remaining", 0);
-    put_int(o, "data_total", (int64_t)moved);
-    put_dbl(o, "throughput", r->seconds > 0 ? (double)r->wire_bytes / r->seconds : 0);
+    fy_json_put_str(o, "action", "");
+    fy_json_put_double(o, "elapsed", r->seconds);
+    fy_json_put_int(o, "data_processed", (int64_t)moved);
+    fy_json_put_int(o, "data_remaining", 0);
+    fy_json_put_int(o, "data_total", (int64_t)moved);
+    fy_json_put_double(o, "throughput", r->seconds > 0 ? (double)r->wire_bytes / r->seconds : 0);
     return o;
 }
 
@@ -742,11 +723,11 @@ static int h_events(void *ctx, struct fy_rpc_call *call, const json_object *para
     arr = json_object_new_array();
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_new_object();
-        put_int(e, "task", ev[i].task);
-        put_str(e, "category", fy_event_category_name(ev[i].category));
-        put_int(e, "ts_us", ev[i].ts_us);
-        put_str(e, "side", fy_event_side_name(ev[i].side));
-        put_str(e, "text", ev[i].text);
+        fy_json_put_int(e, "task", ev[i].task);
+        fy_json_put_str(e, "category", fy_event_category_name(ev[i].category));
+        fy_json_put_int(e, "ts_us", ev[i].ts_us);
+        fy_json_put_str(e, "side", fy_event_side_name(ev[i].side));
+        fy_json_put_str(e, "text", ev[i].text);
         json_object_array_add(arr, e);
     }
     free(ev);
@@ -774,7 +755,7 @@ static int h_migrations(void *ctx, struct fy_rpc_call *call, const json_object *
         json_object_array_add(arr, record_json(&recs[i]));
     free(recs);
     *result = json_object_new_object();
-    put_str(*result, "host", a->cfg.host);
+    fy_json_put_str(*result, "host", a->cfg.host);
     json_object_object_add(*result, "migrations", arr);
     return 0;
 }
@@ -809,9 +790,9 @@ static int h_cancel(void *ctx, struct fy_rpc_call *call, const json_object *para
     }
     agent_log(a, "migration %lld: cancel requested during %s", (long long)id, action);
     *result = json_object_new_object();
-    put_int(*result, "id", id);
-    put_bool(*result, "requested", true);
-    put_str(*result, "action", action);
+    fy_json_put_int(*result, "id", id);
+    fy_json_put_bool(*result, "requested", true);
+    fy_json_put_str(*result, "action", action);
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * Reading order: member helpers; hex; then one encoder/decoder pair per
  * structure. */
 #include "controlplane/host_json.h"
+#include "controlplane/json_util.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -169,73 +170,19 @@ static int not_object(const json_object *in, const char *what)
     return fy_error(FY_E_PROTO, "malformed %s: not a JSON object", what);
 }
 
-static void put_str(json_object *o, const char *key, const char *s)
-{
-    json_object_object_add(o, key, json_object_new_string(s));
-}
-
-static void put_u64(json_object *o, const char *key, uint64_t v)
-{
-    json_object_object_add(o, key, json_object_new_uint64(v));
-}
-
-static void put_int(json_object *o, const char *key, int64_t v)
-{
-    json_object_object_add(o, key, json_object_new_int64(v));
-}
-
-static void put_bool(json_object *o, const char *key, bool v)
-{
-    json_object_object_add(o, key, json_object_new_boolean(v));
-}
-
-static void put_double(json_object *o, const char *key, double v)
-{
-    json_object_object_add(o, key, json_object_new_double(v));
-}
-
 /* ---- hex ---------------------------------------------------------------- */
 
 json_object *fy_json_hex_encode(const void *data, size_t len)
 {
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *p = data;
     json_object *o;
     char *s;
 
     if (len > (size_t)INT_MAX / 2 || !(s = malloc(2 * len + 1)))
         return NULL;
-    for (size_t i = 0; i < len; i++) {
-        s[2 * i] = digits[p[i] >> 4];
-        s[2 * i + 1] = digits[p[i] & 15];
-    }
-    s[2 * len] = '\0';
+    fy_hex_encode(data, len, s);
     o = json_object_new_string_len(s, (int)(2 * len));
     free(s);
     return o;
-}
-
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes 'n' hex digits at 's' into 'dst' (n/2 bytes); false if one is not. */
-static bool unhex(const char *s, size_t n, uint8_t *dst)
-{
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        dst[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
 }
 
 int fy_json_hex_get(const json_object *obj, const char *key, const char *what,
@@ -255,7 +202,7 @@ int fy_json_hex_get(const json_object *obj, const char *key, const char *what,
         return bad(what, key, "has an odd number of hex digits");
     if (!(buf = malloc(n / 2 ? n / 2 : 1)))
         return fy_error(FY_E_NOMEM, "no memory for %zu bytes of %s", n / 2, what);
-    if (!unhex(s, n, buf)) {
+    if (!fy_hex_decode(s, n / 2, buf)) {
         free(buf);
         return bad(what, key, "is not hex");
     }
@@ -272,16 +219,16 @@ json_object *fy_json_host_info_encode(const struct fy_host_info *in)
 
     if (!o)
         return NULL;
-    put_str(o, "name", in->name);
-    put_str(o, "hypervisor", in->hypervisor);
-    put_str(o, "cpu_vendor", in->cpu_vendor);
-    put_str(o, "cpu_model", in->cpu_model);
-    put_u64(o, "mem_total", in->mem_total);
-    put_u64(o, "mem_free", in->mem_free);
-    put_u64(o, "cpus_total", in->cpus_total);
-    put_u64(o, "cpus_free", in->cpus_free);
-    put_bool(o, "dynamic_memory", in->dynamic_memory);
-    put_bool(o, "maintenance", in->maintenance);
+    fy_json_put_str(o, "name", in->name);
+    fy_json_put_str(o, "hypervisor", in->hypervisor);
+    fy_json_put_str(o, "cpu_vendor", in->cpu_vendor);
+    fy_json_put_str(o, "cpu_model", in->cpu_model);
+    fy_json_put_u64(o, "mem_total", in->mem_total);
+    fy_json_put_u64(o, "mem_free", in->mem_free);
+    fy_json_put_u64(o, "cpus_total", in->cpus_total);
+    fy_json_put_u64(o, "cpus_free", in->cpus_free);
+    fy_json_put_bool(o, "dynamic_memory", in->dynamic_memory);
+    fy_json_put_bool(o, "maintenance", in->maintenance);
     net = json_object_new_array();
     for (unsigned r = 0; net && r < FY_NET__COUNT; r++)
         json_object_array_add(net, json_object_new_string(in->net[r]));
@@ -292,11 +239,11 @@ json_object *fy_json_host_info_encode(const struct fy_host_info *in)
         json_object *e = json_object_new_object();
         if (!e)
             break;
-        put_str(e, "name", d->name);
-        put_str(e, "path", d->path);
-        put_u64(e, "capacity", d->capacity);
-        put_u64(e, "free", d->free);
-        put_bool(e, "shared", d->shared);
+        fy_json_put_str(e, "name", d->name);
+        fy_json_put_str(e, "path", d->path);
+        fy_json_put_u64(e, "capacity", d->capacity);
+        fy_json_put_u64(e, "free", d->free);
+        fy_json_put_bool(e, "shared", d->shared);
         json_object_array_add(ds, e);
     }
     json_object_object_add(o, "datastores", ds);
@@ -368,10 +315,10 @@ static json_object *device_encode(const struct fy_device *d)
 
     if (!e)
         return NULL;
-    put_int(e, "kind", d->kind);
-    put_str(e, "name", d->name);
-    put_str(e, "path", d->path);
-    put_bool(e, "media", d->media);
+    fy_json_put_int(e, "kind", d->kind);
+    fy_json_put_str(e, "name", d->name);
+    fy_json_put_str(e, "path", d->path);
+    fy_json_put_bool(e, "media", d->media);
     return e;
 }
 
@@ -381,11 +328,11 @@ static json_object *disk_encode(const struct fy_disk *d)
 
     if (!e)
         return NULL;
-    put_str(e, "name", d->name);
-    put_str(e, "path", d->path);
-    put_str(e, "datastore", d->datastore);
-    put_u64(e, "size", d->size);
-    put_u64(e, "virtual_size", d->virtual_size);
+    fy_json_put_str(e, "name", d->name);
+    fy_json_put_str(e, "path", d->path);
+    fy_json_put_str(e, "datastore", d->datastore);
+    fy_json_put_u64(e, "size", d->size);
+    fy_json_put_u64(e, "virtual_size", d->virtual_size);
     b = json_object_new_array();
     for (unsigned i = 0; b && i < d->nbacking && i < 4; i++)
         json_object_array_add(b, json_object_new_string(d->backing[i]));
@@ -399,14 +346,14 @@ json_object *fy_json_vm_info_encode(const struct fy_vm_info *in)
 
     if (!o)
         return NULL;
-    put_str(o, "name", in->name);
-    put_str(o, "uuid", in->uuid);
-    put_int(o, "power", in->power);
-    put_u64(o, "mem_bytes", in->mem_bytes);
-    put_u64(o, "vcpus", in->vcpus);
-    put_str(o, "cpu_vendor", in->cpu_vendor);
-    put_bool(o, "dynamic_memory", in->dynamic_memory);
-    put_bool(o, "managed", in->managed);
+    fy_json_put_str(o, "name", in->name);
+    fy_json_put_str(o, "uuid", in->uuid);
+    fy_json_put_int(o, "power", in->power);
+    fy_json_put_u64(o, "mem_bytes", in->mem_bytes);
+    fy_json_put_u64(o, "vcpus", in->vcpus);
+    fy_json_put_str(o, "cpu_vendor", in->cpu_vendor);
+    fy_json_put_bool(o, "dynamic_memory", in->dynamic_memory);
+    fy_json_put_bool(o, "managed", in->managed);
     devs = json_object_new_array();
     for (unsigned i = 0; devs && i < in->ndevices && i < FY_MAX_DEVICES; i++)
         json_object_array_add(devs, device_encode(&in->devices[i]));
@@ -501,21 +448,21 @@ json_object *fy_json_migration_stats_encode(const struct fy_migration_stats *in)
 
     if (!o)
         return NULL;
-    put_u64(o, "rounds", in->rounds);
-    put_u64(o, "region_bytes", in->region_bytes);
-    put_u64(o, "pages_sent", in->pages_sent);
-    put_u64(o, "pages_zero", in->pages_zero);
-    put_u64(o, "pages_dup", in->pages_dup);
-    put_u64(o, "pages_resent", in->pages_resent);
-    put_u64(o, "wire_bytes", in->wire_bytes);
-    put_double(o, "seconds", in->seconds);
-    put_double(o, "downtime", in->downtime);
-    put_double(o, "verify_seconds", in->verify_seconds);
-    put_bool(o, "converged", in->converged);
-    put_bool(o, "verified", in->verified);
+    fy_json_put_u64(o, "rounds", in->rounds);
+    fy_json_put_u64(o, "region_bytes", in->region_bytes);
+    fy_json_put_u64(o, "pages_sent", in->pages_sent);
+    fy_json_put_u64(o, "pages_zero", in->pages_zero);
+    fy_json_put_u64(o, "pages_dup", in->pages_dup);
+    fy_json_put_u64(o, "pages_resent", in->pages_resent);
+    fy_json_put_u64(o, "wire_bytes", in->wire_bytes);
+    fy_json_put_double(o, "seconds", in->seconds);
+    fy_json_put_double(o, "downtime", in->downtime);
+    fy_json_put_double(o, "verify_seconds", in->verify_seconds);
+    fy_json_put_bool(o, "converged", in->converged);
+    fy_json_put_bool(o, "verified", in->verified);
     if ((dg = json_object_new_object())) {
-        put_u64(dg, "lo", in->digest.lo);
-        put_u64(dg, "hi", in->digest.hi);
+        fy_json_put_u64(dg, "lo", in->digest.lo);
+        fy_json_put_u64(dg, "hi", in->digest.hi);
     }
     json_object_object_add(o, "digest", dg);
     return o;
@@ -554,20 +501,20 @@ json_object *fy_json_round_stats_encode(const struct fy_round_stats *in)
 
     if (!o)
         return NULL;
-    put_u64(o, "round", in->round);
-    put_bool(o, "final", in->final);
-    put_u64(o, "dirty_pages", in->dirty_pages);
-    put_u64(o, "pages_sent", in->pages_sent);
-    put_u64(o, "pages_zero", in->pages_zero);
-    put_u64(o, "pages_dup", in->pages_dup);
-    put_u64(o, "pages_resent", in->pages_resent);
-    put_u64(o, "wire_bytes", in->wire_bytes);
-    put_double(o, "seconds", in->seconds);
-    put_double(o, "scan_seconds", in->scan_seconds);
-    put_double(o, "dirty_rate", in->dirty_rate);
-    put_double(o, "throughput", in->throughput);
-    put_double(o, "page_rate", in->page_rate);
-    put_double(o, "expected_downtime", in->expected_downtime);
+    fy_json_put_u64(o, "round", in->round);
+    fy_json_put_bool(o, "final", in->final);
+    fy_json_put_u64(o, "dirty_pages", in->dirty_pages);
+    fy_json_put_u64(o, "pages_sent", in->pages_sent);
+    fy_json_put_u64(o, "pages_zero", in->pages_zero);
+    fy_json_put_u64(o, "pages_dup", in->pages_dup);
+    fy_json_put_u64(o, "pages_resent", in->pages_resent);
+    fy_json_put_u64(o, "wire_bytes", in->wire_bytes);
+    fy_json_put_double(o, "seconds", in->seconds);
+    fy_json_put_double(o, "scan_seconds", in->scan_seconds);
+    fy_json_put_double(o, "dirty_rate", in->dirty_rate);
+    fy_json_put_double(o, "throughput", in->throughput);
+    fy_json_put_double(o, "page_rate", in->page_rate);
+    fy_json_put_double(o, "expected_downtime", in->expected_downtime);
     return o;
 }
 
@@ -609,8 +556,8 @@ json_object *fy_json_host_memory_encode(const struct fy_host_memory *in)
         json_object *e = json_object_new_object();
         if (!e)
             break;
-        put_str(e, "name", in->regions[i].name);
-        put_u64(e, "size", in->regions[i].size);
+        fy_json_put_str(e, "name", in->regions[i].name);
+        fy_json_put_u64(e, "size", in->regions[i].size);
         json_object_array_add(regs, e);
     }
     json_object_object_add(o, "regions", regs);
@@ -646,8 +593,8 @@ json_object *fy_json_host_caps_encode(const struct fy_host_caps *in)
 
     if (!o)
         return NULL;
-    put_str(o, "driver", in->driver);
-    put_u64(o, "caps", in->caps);
+    fy_json_put_str(o, "driver", in->driver);
+    fy_json_put_u64(o, "caps", in->caps);
     return o;
 }
 
@@ -674,11 +621,11 @@ json_object *fy_json_host_data_encode(const struct fy_host_data *in)
 
     if (!o)
         return NULL;
-    put_int(o, "kind", in->kind);
-    put_str(o, "vm", in->vm);
-    put_u64(o, "region", in->region);
-    put_str(o, "path", in->path);
-    put_u64(o, "size", in->size);
+    fy_json_put_int(o, "kind", in->kind);
+    fy_json_put_str(o, "vm", in->vm);
+    fy_json_put_u64(o, "region", in->region);
+    fy_json_put_str(o, "path", in->path);
+    fy_json_put_u64(o, "size", in->size);
     return o;
 }
 
@@ -704,7 +651,7 @@ json_object *fy_json_host_endpoint_encode(const struct fy_host_endpoint *in)
 
     if (!o)
         return NULL;
-    put_str(o, "addr", in->addr);
+    fy_json_put_str(o, "addr", in->addr);
     json_object_object_add(o, "session_id",
                            fy_json_hex_encode(in->session_id, sizeof(in->session_id)));
     return o;
@@ -722,7 +669,7 @@ int fy_json_host_endpoint_decode(const json_object *in, struct fy_host_endpoint 
         (rc = fy_json_get_strp(in, "session_id", w, false, &sid)) < 0)
         return rc;
     if (strlen(sid) != 2 * sizeof(out->session_id) ||
-        !unhex(sid, strlen(sid), out->session_id))
+        !fy_hex_decode(sid, sizeof(out->session_id), out->session_id))
         return bad(w, "session_id", "is not 32 hex digits");
     return 0;
 }
@@ -733,13 +680,13 @@ json_object *fy_json_send_params_encode(const struct fy_host_send_params *in)
 
     if (!o)
         return NULL;
-    put_str(o, "bind", in->bind);
-    put_u64(o, "streams", in->streams);
-    put_int(o, "timeout_ms", in->timeout_ms);
-    put_u64(o, "downtime_ms", in->downtime_ms);
-    put_u64(o, "max_rounds", in->max_rounds);
-    put_bool(o, "dirty_log", in->dirty_log);
-    put_bool(o, "pause", in->pause);
+    fy_json_put_str(o, "bind", in->bind);
+    fy_json_put_u64(o, "streams", in->streams);
+    fy_json_put_int(o, "timeout_ms", in->timeout_ms);
+    fy_json_put_u64(o, "downtime_ms", in->downtime_ms);
+    fy_json_put_u64(o, "max_rounds", in->max_rounds);
+    fy_json_put_bool(o, "dirty_log", in->dirty_log);
+    fy_json_put_bool(o, "pause", in->pause);
     return o;
 }
 

@@ -1,6 +1,7 @@
 /* The control API: frames, the cluster-key handshake, the threaded server
  * and the client.  The protocol is described in rpc.h. */
 #include "controlplane/rpc.h"
+#include "controlplane/json_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -246,27 +247,6 @@ out:
 
 /* ---- handshake pieces --------------------------------------------------- */
 
-static void hex_encode(const uint8_t *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes the string member 'name' of 'obj', exactly 2*n hex digits, into
  * 'out'.  Returns false if it is missing or malformed. */
 static bool get_hex(const json_object *obj, const char *name, uint8_t *out, size_t n)
@@ -278,21 +258,13 @@ static bool get_hex(const json_object *obj, const char *name, uint8_t *out, size
         !json_object_is_type(v, json_type_string))
         return false;
     s = json_object_get_string(v);
-    if (strlen(s) != 2 * n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return strlen(s) == 2 * n && fy_hex_decode(s, n, out);
 }
 
 static int add_hex(json_object *obj, const char *name, const uint8_t *b, size_t n)
 {
     char s[2 * MAC_LEN + 1];
-    hex_encode(b, n, s);
+    fy_hex_encode(b, n, s);
     json_object_object_add(obj, name, json_object_new_string(s));
     return 0;
 }

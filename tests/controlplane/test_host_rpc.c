@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "tests/controlplane/sim_helpers.h"
+
 #include "controlplane/driver.h"
 #include "controlplane/events.h"
 #include "controlplane/host.h"
@@ -54,14 +56,6 @@ struct fx {
     bool checked, identical;
     unsigned rounds; /* reported to on_round */
 };
-
-static void rm_rf(const char *dir)
-{
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
 
 static int write_key(const char *path, const char *secret)
 {
@@ -154,33 +148,6 @@ static void need_hosts(struct fx *f)
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static bool files_equal(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool eq = fa && fb;
-    static char ba[1 << 16], bb[1 << 16];
-
-    while (eq) {
-        size_t na = fread(ba, 1, sizeof(ba), fa), nb = fread(bb, 1, sizeof(bb), fb);
-        if (na != nb || memcmp(ba, bb, na) != 0)
-            eq = false;
-        if (na == 0)
-            break;
-    }
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
-    return eq;
-}
-
-static void ds_path(struct fy_host *h, char *out, size_t len)
-{
-    struct fy_host_info hi;
-    assert_int_equal(h->ops->host_info(h, &hi), 0);
-    snprintf(out, len, "%s", hi.datastores[0].path);
-}
 
 static void on_action(const char *name, void *ctx)
 {
