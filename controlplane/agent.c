@@ -55,7 +55,7 @@ struct job {
     uint64_t mem_total;
     unsigned rounds;
     struct fy_round_stats last;
-    uint64_t processed, sent, zero, dup, wire;
+    uint64_t processed, sent, zero, dup, dup_shared, resent, wire;
 };
 
 struct fy_agent {
@@ -216,6 +216,8 @@ static json_object *job_json(const struct job *j)
     fy_json_put_int(o, "pages_sent", (int64_t)j->sent);
     fy_json_put_int(o, "pages_zero", (int64_t)j->zero);
     fy_json_put_int(o, "pages_dup", (int64_t)j->dup);
+    fy_json_put_int(o, "pages_dup_shared", (int64_t)j->dup_shared);
+    fy_json_put_int(o, "pages_resent", (int64_t)j->resent);
     fy_json_put_int(o, "wire_bytes", (int64_t)j->wire);
     fy_json_put_double(o, "expected_downtime", j->last.expected_downtime);
     if (j->done && j->rc < 0)
@@ -247,6 +249,8 @@ static void job_on_round(const struct fy_round_stats *st, void *ctx)
     j->sent += st->pages_sent;
     j->zero += st->pages_zero;
     j->dup += st->pages_dup;
+    j->dup_shared += st->pages_dup_shared;
+    j->resent += st->pages_resent;
     j->wire += st->wire_bytes;
     j->seq++;
     pthread_cond_broadcast(&j->a->cond);
@@ -393,6 +397,15 @@ static json_object *self_info(struct fy_agent *a)
         fy_json_put_int(o, "cpus_total", hi.cpus_total);
         fy_json_put_int(o, "cpus_free", hi.cpus_free);
         fy_json_put_bool(o, "maintenance", hi.maintenance);
+        json_object *ds = json_object_new_array();
+        for (unsigned i = 0; i < hi.ndatastores && i < FY_MAX_DATASTORES; i++) {
+            json_object *d = json_object_new_object();
+            fy_json_put_str(d, "name", hi.datastores[i].name);
+            fy_json_put_bool(d, "shared", hi.datastores[i].shared);
+            fy_json_put_int(d, "free", (int64_t)hi.datastores[i].free);
+            json_object_array_add(ds, d);
+        }
+        json_object_object_add(o, "datastores", ds);
     }
     if (a->drv.ops->vm_list(a->drv.d, &vl) == 0) {
         fy_json_put_int(o, "vms", vl.n);
@@ -463,9 +476,24 @@ static int h_list(void *ctx, struct fy_rpc_call *call, const json_object *params
 
         fy_json_put_str(v, "name", vl.names[i]);
         if (a->drv.ops->vm_info(a->drv.d, vl.names[i], &vi) == 0) {
+            json_object *ds = json_object_new_array();
+            int64_t holder = 0;
             fy_json_put_str(v, "power", power_name(vi.power));
             fy_json_put_int(v, "mem_bytes", (int64_t)vi.mem_bytes);
             fy_json_put_int(v, "vcpus", vi.vcpus);
+            fy_json_put_bool(v, "managed", vi.managed);
+            /* Busy: a migration holds its lock (the evacuation planner). */
+            if (fy_store_lock_holder(a->store, vl.names[i], &holder) < 0)
+                holder = 0;
+            fy_json_put_int(v, "busy", holder);
+            for (unsigned d = 0; d < vi.ndisks && d < FY_MAX_DISKS; d++) {
+                bool seen = false;
+                for (unsigned e = 0; e < d; e++)
+                    seen |= strcmp(vi.disks[e].datastore, vi.disks[d].datastore) == 0;
+                if (!seen && vi.disks[d].datastore[0])
+                    json_object_array_add(ds, json_object_new_string(vi.disks[d].datastore));
+            }
+            json_object_object_add(v, "datastores", ds);
         } else {
             fy_json_put_str(v, "power", "unknown");
         }
@@ -478,9 +506,19 @@ static int h_list(void *ctx, struct fy_rpc_call *call, const json_object *params
     return 0;
 }
 
-/* The VM name of a configuration text: its "name NAME" line. */
+/* The VM name of a configuration text: its "name NAME" line (sim), or
+ * its <name>NAME</name> element (libvirt's domain XML). */
 static int config_name(const char *config, char *out, size_t n)
 {
+    const char *x = strstr(config, "<name>");
+    if (x && strstr(config, "<domain")) {
+        size_t len = strcspn(x + 6, "<");
+        if (len && len < n) {
+            memcpy(out, x + 6, len);
+            out[len] = '\0';
+            return 0;
+        }
+    }
     for (const char *l = config; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
         while (*l == ' ' || *l == '\t')
             l++;
@@ -559,7 +597,7 @@ static int h_migrate(void *ctx, struct fy_rpc_call *call, const json_object *par
 {
     struct fy_agent *a = AGENT(ctx);
     const char *vm = get_str(params, "vm"), *to = get_str(params, "to");
-    const char *kind = get_str(params, "kind");
+    const char *kind = get_str(params, "kind"), *gang = get_str(params, "gang");
     const struct fy_peer *peer;
     struct fy_migration_record rec;
     struct fy_vm_info vi;
@@ -603,6 +641,14 @@ static int h_migrate(void *ctx, struct fy_rpc_call *call, const json_object *par
         free(j);
         return rc;
     }
+    if (gang && gang[0]) {
+        /* Gang dedup (host.h): this migration's memory shares the dedup
+         * index of the gang's other migrations to the same target, at
+         * both ends. */
+        snprintf(j->src.gang, sizeof(j->src.gang), "%.*s>%s", FY_NAME_MAX - 1, gang,
+                 peer->name);
+        snprintf(j->dst.gang, sizeof(j->dst.gang), "%s", gang);
+    }
     clock_gettime(CLOCK_MONOTONIC, &j->t0);
     snprintf(j->action, sizeof(j->action), "Start");
     j->attached = true;
@@ -637,6 +683,11 @@ static int h_migrate(void *ctx, struct fy_rpc_call *call, const json_object *par
             return fy_error(-rc, "migration %lld of VM %s to host %s %s: %s", (long long)j->id,
                             vm, peer->name, fy_mig_state_name(rec.state), j->error);
         *result = record_json(&rec);
+        /* Not in the store: counted from the rounds this run saw. */
+        pthread_mutex_lock(&a->lock);
+        fy_json_put_int(*result, "pages_dup_shared", (int64_t)j->dup_shared);
+        fy_json_put_int(*result, "pages_resent", (int64_t)j->resent);
+        pthread_mutex_unlock(&a->lock);
         return 0;
     }
     if (rc < 0)
@@ -891,6 +942,9 @@ int fy_agent_start(const struct fy_agent_config *cfg, struct fy_agent **out)
               sizeof(a->local.net[FY_NET_MANAGEMENT]));
     snprintf(a->local.net[FY_NET_MIGRATION], FY_NAME_MAX, "%s", cfg->migration);
     snprintf(a->local.net[FY_NET_PROVISIONING], FY_NAME_MAX, "%s", cfg->provisioning);
+    snprintf(a->local.transport, sizeof(a->local.transport), "%s", cfg->transport);
+    snprintf(a->local.transport_params, sizeof(a->local.transport_params), "%s",
+             cfg->transport_params);
     if ((rc = fy_store_open(cfg->store, &a->store)) < 0)
         goto fail;
     recover(a);

@@ -9,18 +9,26 @@
  *            (host_rpc.h: a migration's workflow reaches its target host
  *            through them);
  *   agent.*  what ferryctl asks:
- *     agent.info        {}  -> this host: name, driver, addresses
+ *     agent.info        {}  -> this host: name, driver, addresses, capacity
+ *                              (mem_/cpus_ total and free), maintenance,
+ *                              datastores [{name, shared, free}]
  *     agent.hosts       {}  -> {"hosts":[{name, management, self, reachable,
  *                              error?}]}: this host and its configured peers
  *     agent.list        {}  -> {"host":H, "vms":[{name, power, mem_bytes,
- *                              vcpus}]}
+ *                              vcpus, managed, busy (the id of the migration
+ *                              holding its lock, 0: none), datastores
+ *                              (of its disks)}]}
  *     agent.define      {config, start?} -> {name}: defines (and starts) a VM
  *     agent.migrate     {vm, kind: live|cold|quick, to: peer name or its
- *                        ADDR:PORT, downtime_ms?, streams?, power_on?}
+ *                        ADDR:PORT, downtime_ms?, streams?, power_on?,
+ *                        gang?: a name; migrations of one gang to the same
+ *                        target share their dedup index (host.h)}
  *                       progress frames: {id, action, elapsed, ...rounds}
  *                       -> {id, state, seconds, downtime, wire_bytes,
- *                           pages_sent, pages_zero, pages_dup, verified,
- *                           error}
+ *                           pages_sent, pages_zero, pages_dup,
+ *                           pages_dup_shared, pages_resent, verified,
+ *                           error} (pages_dup_shared, pages_resent: of
+ *                           the memory rounds this agent saw)
  *     agent.jobinfo     {id} -> domjobinfo-like figures (agent_job_json)
  *     agent.events      {id} -> {"id":N, "events":[{task, category, ts_us,
  *                              side, text}]}

@@ -341,3 +341,226 @@ void fy_cli_print_summary(FILE *f, const json_object *r)
     if (s_of(r, "error")[0])
         fprintf(f, "  %-20s%s\n", "Error:", s_of(r, "error"));
 }
+
+/* ---- evacuation ------------------------------------------------------------------------ */
+
+int fy_cli_evac_exit(const json_object *report)
+{
+    const char *r = s_of(report, "result");
+
+    if (!strcmp(r, "ok"))
+        return FY_CLI_EXIT_OK;
+    if (!strcmp(r, "warning"))
+        return FY_CLI_EXIT_WARNING;
+    return FY_CLI_EXIT_FAILURE;
+}
+
+static void print_warnings(FILE *f, const json_object *report)
+{
+    json_object *w = a_of(report, "warnings");
+
+    for (size_t i = 0; w && i < json_object_array_length(w); i++)
+        fprintf(f, "Warning: %s\n", json_object_get_string(json_object_array_get_idx(w, i)));
+}
+
+/* "live->h2, failover->h3" of a VM's planned attempts. */
+static void planned_text(const json_object *v, char *buf, size_t n)
+{
+    json_object *p = a_of(v, "planned");
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t k = 0; p && k < json_object_array_length(p) && off < n; k++) {
+        json_object *a = json_object_array_get_idx(p, k);
+        off += (size_t)snprintf(buf + off, n - off, "%s%s->%s", k ? ", " : "",
+                                s_of(a, "method"), s_of(a, "target"));
+    }
+}
+
+void fy_cli_print_evac_plan(FILE *f, const json_object *report)
+{
+    json_object *hs = a_of(report, "hosts"), *vms = a_of(report, "vms"), *m;
+    char fr[32], tot[32], list[256];
+
+    fprintf(f, "Evacuation plan for host %s (methods:", s_of(report, "host"));
+    if ((m = a_of(report, "methods")))
+        for (size_t i = 0; i < json_object_array_length(m); i++)
+            fprintf(f, "%s %s", i ? "," : "",
+                    json_object_get_string(json_object_array_get_idx(m, i)));
+    fprintf(f, "; %s; gang dedup %s)\n", b_of(report, "all") ? "all VMs" : "running VMs",
+            b_of(report, "gang") ? "on" : "off");
+    fprintf(f, "\n%-12s %-12s %-19s %-9s %-5s %s\n", "Host", "State", "Memory free/total",
+            "CPUs", "Max", "Datastores");
+    for (size_t i = 0; hs && i < json_object_array_length(hs); i++) {
+        json_object *h = json_object_array_get_idx(hs, i), *ds = a_of(h, "datastores");
+        char mem[72], cpus[24], state[40];
+        size_t off = 0;
+
+        list[0] = '\0';
+        for (size_t k = 0; ds && k < json_object_array_length(ds) && off < sizeof(list); k++)
+            off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", k ? "," : "",
+                                    json_object_get_string(json_object_array_get_idx(ds, k)));
+        snprintf(mem, sizeof(mem), "%s/%s",
+                 fy_cli_bytes((double)i_of(h, "mem_free"), fr, sizeof(fr)),
+                 fy_cli_bytes((double)i_of(h, "mem_total"), tot, sizeof(tot)));
+        snprintf(cpus, sizeof(cpus), "%" PRId64 "/%" PRId64, i_of(h, "cpus_free"),
+                 i_of(h, "cpus_total"));
+        snprintf(state, sizeof(state), "%s%s", s_of(h, "state"),
+                 b_of(h, "evacuated") ? " *" : "");
+        fprintf(f, "%-12s %-12s %-19s %-9s %-5" PRId64 " %s\n", s_of(h, "name"), state,
+                b_of(h, "reachable") ? mem : "-", b_of(h, "reachable") ? cpus : "-",
+                i_of(h, "max_concurrent"), list);
+        if (s_of(h, "error")[0])
+            fprintf(f, "  %s\n", s_of(h, "error"));
+    }
+    fprintf(f, "\n%-5s %-16s %-9s %-12s %s\n", "Wave", "VM", "Power", "Disposition",
+            "Attempts (canonical order) / reason");
+    for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+        json_object *v = json_object_array_get_idx(vms, i);
+        char wave[16] = "-";
+
+        if (i_of(v, "wave"))
+            snprintf(wave, sizeof(wave), "%" PRId64, i_of(v, "wave"));
+        planned_text(v, list, sizeof(list));
+        fprintf(f, "%-5s %-16s %-9s %-12s %s\n", wave, s_of(v, "name"), s_of(v, "power"),
+                s_of(v, "disposition"), list[0] ? list : s_of(v, "reason"));
+    }
+    if ((m = a_of(report, "reboots")) && json_object_array_length(m)) {
+        fprintf(f, "\nRebooted once all they depend on has moved:");
+        for (size_t i = 0; i < json_object_array_length(m); i++)
+            fprintf(f, " %s", s_of(json_object_array_get_idx(m, i), "vm"));
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\n");
+    print_warnings(f, report);
+    fprintf(f, "Expected result if every move succeeds: %s\n", s_of(report, "result"));
+}
+
+void fy_cli_print_evac_summary(FILE *f, const json_object *report)
+{
+    json_object *vms = a_of(report, "vms"), *tot = NULL, *rb;
+    char b1[32], b2[32], b3[32], b4[32];
+
+    fprintf(f, "Evacuation of host %s: %s\n\n", s_of(report, "host"), s_of(report, "result"));
+    fprintf(f, "%-16s %-8s %-10s %-9s %-10s %s\n", "VM", "Status", "Host", "Method", "Result",
+            "Attempts");
+    for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+        json_object *v = json_object_array_get_idx(vms, i), *atts = a_of(v, "attempts");
+        size_t na = atts ? json_object_array_length(atts) : 0;
+
+        fprintf(f, "%-16s %-8s %-10s %-9s %-10s ", s_of(v, "name"), s_of(v, "status"),
+                s_of(v, "host"), s_of(v, "method")[0] ? s_of(v, "method") : "-",
+                s_of(v, "result"));
+        if (!na)
+            fprintf(f, "%s", s_of(v, "reason"));
+        for (size_t k = 0; k < na; k++) {
+            json_object *a = json_object_array_get_idx(atts, k);
+            fprintf(f, "%s%s->%s", k ? ", " : "", s_of(a, "method"), s_of(a, "target"));
+            if (i_of(a, "migration"))
+                fprintf(f, " (migration %" PRId64 ")", i_of(a, "migration"));
+            fprintf(f, " %s", b_of(a, "moved") ? "moved" : "failed");
+        }
+        fprintf(f, "\n");
+        for (size_t k = 0; k < na; k++) {
+            json_object *a = json_object_array_get_idx(atts, k);
+            if (s_of(a, "error")[0])
+                fprintf(f, "    %s->%s: %s\n", s_of(a, "method"), s_of(a, "target"),
+                        s_of(a, "error"));
+            if (s_of(a, "note")[0])
+                fprintf(f, "    note: %s\n", s_of(a, "note"));
+        }
+        if (!strcmp(s_of(v, "status"), "failed") && na)
+            fprintf(f, "    not moved: %s\n", s_of(v, "reason"));
+    }
+    if ((rb = a_of(report, "reboots")))
+        for (size_t i = 0; i < json_object_array_length(rb); i++) {
+            json_object *r = json_object_array_get_idx(rb, i);
+            fprintf(f, "Dependent reboot of %s at %s: %s%s%s\n", s_of(r, "vm"), s_of(r, "host"),
+                    s_of(r, "status"), s_of(r, "detail")[0] ? ": " : "", s_of(r, "detail"));
+        }
+    print_warnings(f, report);
+    json_object_object_get_ex(report, "totals", &tot);
+    double zero = (double)i_of(tot, "saved_zero_bytes"), vm = (double)i_of(tot, "saved_dup_vm_bytes");
+    double shared = (double)i_of(tot, "saved_dup_shared_bytes");
+    fprintf(f, "\nSummary\n");
+    fprintf(f, "  %-20s%.2f s\n", "Time:", d_of(report, "seconds"));
+    fprintf(f, "  %-20s%" PRId64 " moved, %" PRId64 " not moved, %" PRId64 " stayed (of %" PRId64
+            ")\n", "VMs:", i_of(tot, "moved"), i_of(tot, "failed"), i_of(tot, "stayed"),
+            i_of(tot, "vms"));
+    fprintf(f, "  %-20s%s\n", "Memory moved:",
+            fy_cli_bytes((double)i_of(tot, "memory_moved"), b1, sizeof(b1)));
+    fprintf(f, "  %-20s%s\n", "Bytes on the wire:",
+            fy_cli_bytes((double)i_of(tot, "wire_bytes"), b1, sizeof(b1)));
+    fprintf(f, "  %-20s%s not sent: %s zero pages, %s dedup within a VM, %s dedup across "
+            "VMs (gang dedup %s)\n", "Savings:", fy_cli_bytes(zero + vm + shared, b1, sizeof(b1)),
+            fy_cli_bytes(zero, b2, sizeof(b2)), fy_cli_bytes(vm, b3, sizeof(b3)),
+            fy_cli_bytes(shared, b4, sizeof(b4)), b_of(report, "gang") ? "on" : "off");
+    fprintf(f, "  %-20s%s\n", "Result:", s_of(report, "result"));
+}
+
+int fy_cli_evac_progress(char *buf, size_t n, const json_object *status, int bar_width,
+                         int width)
+{
+    json_object *vms = a_of(status, "vms"), *tot = NULL;
+    char b1[32], b2[32];
+    size_t off = 0;
+    int lines = 1;
+    uint64_t done = 0, total = 0;
+
+    if (n == 0)
+        return 0;
+    json_object_object_get_ex(status, "totals", &tot);
+    for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+        json_object *v = json_object_array_get_idx(vms, i), *p = NULL;
+        const char *st = s_of(v, "status");
+        if (!strcmp(st, "stays") || !strcmp(st, "failed"))
+            continue;
+        total += (uint64_t)i_of(v, "memory");
+        if (!strcmp(st, "moved"))
+            done += (uint64_t)i_of(v, "memory");
+        else if (json_object_object_get_ex(v, "progress", &p) && p)
+            done += (uint64_t)i_of(p, "data_processed") < (uint64_t)i_of(v, "memory")
+                        ? (uint64_t)i_of(p, "data_processed") : (uint64_t)i_of(v, "memory");
+    }
+    {
+        char line[256], b3[32];
+        snprintf(line, sizeof(line), "%s: %" PRId64 "/%" PRId64 " moved, %" PRId64
+                 " running, %" PRId64 " failed | %s/%s | wire %s | %.1f s",
+                 s_of(status, "host"), i_of(tot, "moved"), i_of(tot, "vms"),
+                 i_of(tot, "running"), i_of(tot, "failed"),
+                 fy_cli_bytes((double)done, b1, sizeof(b1)),
+                 fy_cli_bytes((double)total, b2, sizeof(b2)),
+                 fy_cli_bytes((double)i_of(tot, "wire_bytes"), b3, sizeof(b3)),
+                 d_of(status, "seconds"));
+        off = (size_t)snprintf(buf, n, "%.*s", width, line);
+    }
+    for (size_t i = 0; vms && i < json_object_array_length(vms) && off < n; i++) {
+        json_object *v = json_object_array_get_idx(vms, i), *p = NULL;
+        char line[256], bar[80] = "", moved[32];
+        int pct = 0;
+
+        if (!json_object_object_get_ex(v, "progress", &p) || !p)
+            continue;
+        if (i_of(p, "data_total") > 0)
+            pct = (int)(100 * i_of(p, "data_processed") / i_of(p, "data_total"));
+        pct = pct > 100 ? 100 : pct < 0 ? 0 : pct;
+        if (bar_width > 0 && bar_width < (int)sizeof(bar) - 8) {
+            int fill = pct * bar_width / 100, k = 0;
+            bar[k++] = '[';
+            for (int c = 0; c < bar_width; c++)
+                bar[k++] = c < fill ? '#' : '.';
+            snprintf(bar + k, sizeof(bar) - (size_t)k, "] %3d%% ", pct);
+        }
+        char target[80], round[24] = "";
+        snprintf(target, sizeof(target), "%s->%s", s_of(p, "method"), s_of(p, "target"));
+        if (i_of(p, "round"))
+            snprintf(round, sizeof(round), " r%" PRId64, i_of(p, "round"));
+        snprintf(line, sizeof(line), "  %-12s %-13s %s%.2f s %s%s %s", s_of(v, "name"), target,
+                 bar, d_of(p, "elapsed"),
+                 fy_cli_bytes((double)i_of(p, "wire_bytes"), moved, sizeof(moved)), round,
+                 s_of(p, "action"));
+        off += (size_t)snprintf(buf + off, n - off, "\n%.*s", width, line);
+        lines++;
+    }
+    return lines;
+}

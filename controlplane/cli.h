@@ -20,6 +20,9 @@ enum fy_cli_exit {
     FY_CLI_EXIT_USAGE = 2,    /* bad command line */
     FY_CLI_EXIT_PRECHECK = 3, /* the migration was refused by a precheck */
     FY_CLI_EXIT_CONNECT = 4,  /* cannot reach or authenticate to the agent */
+    FY_CLI_EXIT_WARNING = 5,  /* evacuate: done, with a warning (a VM in
+                                 maintenance mode stayed; a dependent reboot
+                                 failed) */
 };
 
 /* The exit status for result 'rc' (0 or a negative fy_err) of a step;
@@ -61,5 +64,28 @@ void fy_cli_print_migrations(FILE *f, const json_object *res);
  * downtime, bytes on the wire, zero and duplicate savings, verification,
  * networks. */
 void fy_cli_print_summary(FILE *f, const json_object *rec);
+
+/* ---- evacuation (an fy_evacuate() report, controlplane/evacuate.h) ---- */
+
+/* The exit status of an evacuation report's result: ok 0, warning
+ * FY_CLI_EXIT_WARNING, error FY_CLI_EXIT_FAILURE. */
+int fy_cli_evac_exit(const json_object *report);
+
+/* The hosts as the controller sees them, the plan (waves, VMs, attempts
+ * or why a VM stays), the warnings and the expected result. */
+void fy_cli_print_evac_plan(FILE *f, const json_object *report);
+
+/* What happened: a line per VM (where it is, by which method, each failed
+ * attempt and why), the dependent reboots, the warnings, and the summary
+ * (time, VMs moved/failed/stayed, bytes on the wire, savings by zero
+ * pages, by dedup within a VM and across VMs, result). */
+void fy_cli_print_evac_summary(FILE *f, const json_object *report);
+
+/* The progress display of a running evacuation into buf: a total line,
+ * then one line per running move (a bar of bar_width cells when > 0),
+ * each at most 'width' columns, lines separated by '\n', no trailing one.
+ * Returns the number of lines. */
+int fy_cli_evac_progress(char *buf, size_t n, const json_object *status, int bar_width,
+                         int width);
 
 #endif /* FERRY_CP_CLI_H */

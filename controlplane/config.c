@@ -8,6 +8,7 @@
 
 #include "controlplane/config.h"
 #include "ferry/error.h"
+#include "ferry/transport.h"
 
 #define MAX_FILE (64u << 10)
 
@@ -143,10 +144,21 @@ int fy_agent_config_parse(const char *text, const char *name,
             rc = set(cfg->provisioning, sizeof(cfg->provisioning), value, name, line, key);
         else if (!strcmp(key, "peers"))
             rc = parse_peers(cfg, value, name, line);
+        else if (!strcmp(key, "transport")) {
+            rc = set(cfg->transport, sizeof(cfg->transport), value, name, line, key);
+            if (rc == 0 && !fy_transport_find(value)) {
+                char why[256];
+                snprintf(why, sizeof(why), "%s", fy_error_detail());
+                rc = fy_error(FY_E_CONFIG, "%s:%u: %s", name, line, why);
+            }
+        } else if (!strcmp(key, "transport-params"))
+            rc = set(cfg->transport_params, sizeof(cfg->transport_params), value, name,
+                     line, key);
         else
             rc = fy_error(FY_E_CONFIG, "%s:%u: unknown setting '%s' (known: host, "
                           "driver, driver-config, drivers-dir, key, store, "
-                          "management, migration, provisioning, peers)",
+                          "management, migration, provisioning, peers, transport, "
+                          "transport-params)",
                           name, line, key);
     }
     free(copy);

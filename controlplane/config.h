@@ -11,10 +11,14 @@
  *     migration     = 10.0.1.1
  *     provisioning  = 10.0.2.1
  *     peers         = host2=10.0.0.2:7300, host3=10.0.0.3:7300
+ *     transport     = dpdk
+ *     transport-params = dev=net_memif0,socket=/run/ferry/memif.sock;ip=10.0.1.1
  *
  * One "key = value" per line; blank lines and lines starting with '#' are
  * ignored.  host, driver, key, store and management are required; every
- * error names the file, the line and the fix. */
+ * error names the file, the line and the fix.  transport (default tcp)
+ * names the migration data transport, one of this build's, and
+ * transport-params its settings (docs/transports.md). */
 #ifndef FERRY_CP_CONFIG_H
 #define FERRY_CP_CONFIG_H
 
@@ -37,6 +41,8 @@ struct fy_agent_config {
     char management[FY_NAME_MAX];   /* "HOST:PORT" */
     char migration[FY_NAME_MAX];    /* address, "" if none */
     char provisioning[FY_NAME_MAX]; /* address, "" if none */
+    char transport[16];             /* "" : tcp */
+    char transport_params[FY_PATH_MAX]; /* fy_transport_opts.params */
     unsigned npeers;
     struct fy_peer peers[FY_MAX_PEERS];
 };

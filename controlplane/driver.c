@@ -61,6 +61,7 @@ static const char *cap_name(uint32_t cap)
     case FY_DRV_SUSPEND: return "suspend";
     case FY_DRV_FAILOVER: return "failover";
     case FY_DRV_DEVICE_STATE: return "device-state";
+    case FY_DRV_RAM_DIRECT: return "ram-direct";
     default: return "unknown";
     }
 }
@@ -68,7 +69,7 @@ static const char *cap_name(uint32_t cap)
 #define KNOWN_CAPS                                                        \
     (FY_DRV_LIVE | FY_DRV_COLD | FY_DRV_QUICK | FY_DRV_STORAGE               \
      | FY_DRV_DIRTY_LOG | FY_DRV_SUSPEND | FY_DRV_FAILOVER                   \
-     | FY_DRV_DEVICE_STATE)
+     | FY_DRV_DEVICE_STATE | FY_DRV_RAM_DIRECT)
 
 /* Checks the table against include/ferry/driver.h.  Returns 0, or reports
  * the first defect naming the driver and its file. */
@@ -98,12 +99,16 @@ static int check_ops(const struct fy_driver_ops *ops, const char *name,
         OP_(0, vm_undefine),
         OP_(FY_DRV_LIVE, memory_layout),
         OP_(FY_DRV_QUICK, memory_layout),
+        OP_(FY_DRV_RAM_DIRECT, memory_layout),
         OP_(FY_DRV_LIVE, incoming_prepare),
+        OP_(FY_DRV_RAM_DIRECT, incoming_prepare),
         OP_(FY_DRV_DIRTY_LOG, dirty_log_start),
         OP_(FY_DRV_DIRTY_LOG, dirty_log_sync),
         OP_(FY_DRV_DIRTY_LOG, dirty_log_stop),
         OP_(FY_DRV_DEVICE_STATE, device_state_save),
         OP_(FY_DRV_DEVICE_STATE, device_state_load),
+        OP_(FY_DRV_RAM_DIRECT, device_state_save),
+        OP_(FY_DRV_RAM_DIRECT, device_state_load),
         OP_(FY_DRV_QUICK, vm_suspend),
         OP_(FY_DRV_QUICK, vm_restore),
 #undef OP_

@@ -185,10 +185,14 @@ int fy_store_migration_create(struct fy_store *st,
     sqlite3_bind_text(s, 3, m->source, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 4, m->target, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 5, now_us());
-    if ((rc = step_done(st, s, "record a migration")) < 0)
-        return rc;
-    *id = sqlite3_last_insert_rowid(st->db);
-    return 0;
+    /* The connection is shared by the agent's threads: hold it so that no
+     * other thread's insert (an event of a concurrent migration) comes
+     * between this insert and reading its row id. */
+    sqlite3_mutex_enter(sqlite3_db_mutex(st->db));
+    if ((rc = step_done(st, s, "record a migration")) == 0)
+        *id = sqlite3_last_insert_rowid(st->db);
+    sqlite3_mutex_leave(sqlite3_db_mutex(st->db));
+    return rc;
 }
 
 #define MIGRATION_COLUMNS                                                   \

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "controlplane/cli.h"
+#include "controlplane/cluster.h"
+#include "controlplane/evacuate.h"
 #include "controlplane/rpc.h"
 #include "ferry/error.h"
 
@@ -19,6 +21,7 @@
 #define CALL_TIMEOUT_MS 60000 /* per frame: migrations report every second */
 #define DEFAULT_HOST "127.0.0.1:7300"
 #define DEFAULT_KEY "/etc/ferry/cluster.key"
+#define DEFAULT_CLUSTER "/etc/ferry/cluster.conf"
 
 static const char usage_text[] =
     "Usage: ferryctl [--host ADDR:PORT] [--key FILE] [--json] COMMAND [ARGS...]\n"
@@ -41,6 +44,15 @@ static const char usage_text[] =
     "  cancel MIG                 cancels a running migration (before its switchover)\n"
     "  define FILE [--start]      defines a VM from a configuration file (the\n"
     "                             driver's format) at the --host agent's host\n"
+    "  evacuate HOST [--cluster FILE] [--dry-run] [--methods LIST] [--all]\n"
+    "          [--reboot-dependents] [--gang|--no-gang] [--downtime-ms N] [--streams N]\n"
+    "                             moves every running VM (--all: every VM) off HOST\n"
+    "                             to the healthy hosts of the cluster file (default:\n"
+    "                             $FERRY_CLUSTER, else " DEFAULT_CLUSTER "), each by the\n"
+    "                             methods of LIST tried in canonical order (Migration,\n"
+    "                             Quick Migration, Move, Storage Migration, Failover;\n"
+    "                             default \"Migration, Failover\"); --dry-run prints the\n"
+    "                             plan; shows progress, then a summary\n"
     "\n"
     "HOST is a host name known to the --host agent (see `ferryctl hosts`) or an\n"
     "agent's ADDR:PORT.  MIG is a migration id; migrations, their jobinfo and\n"
@@ -55,11 +67,14 @@ static const char usage_text[] =
     "  -h, --help         print this help\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error, 3 refused by a precheck,\n"
-    "4 cannot connect or authenticate to an agent.\n";
+    "4 cannot connect or authenticate to an agent, 5 evacuation done with a warning\n"
+    "(evacuate exits 1 when a VM that had to move did not; --dry-run exits as the\n"
+    "plan's expected result).\n";
 
 struct ctl {
     const char *host;
     const char *key_path;
+    bool key_given;           /* --key or FERRY_KEY: wins over the cluster file's */
     bool json;
     struct fy_rpc_key key;
     bool key_loaded;
@@ -475,6 +490,155 @@ static int cmd_migrate(struct ctl *c, int argc, char **argv)
     return 0;
 }
 
+/* ---- evacuate ----------------------------------------------------------------------- */
+
+struct evac_display {
+    bool tty, json, plan_shown;
+    int width;
+    int drawn; /* lines of the progress block on the terminal */
+};
+
+static void evac_erase(struct evac_display *d)
+{
+    if (d->drawn > 1)
+        printf("\r\033[%dA\033[J", d->drawn - 1);
+    else if (d->drawn == 1)
+        printf("\r\033[J");
+    d->drawn = 0;
+}
+
+static void evac_progress(const json_object *status, const char *line, void *ctx)
+{
+    struct evac_display *d = ctx;
+    char block[8192];
+    json_object *v;
+
+    if (d->json)
+        return;
+    if (!d->plan_shown) {
+        d->plan_shown = true;
+        if (json_object_object_get_ex(status, "plan", &v))
+            printf("%s\n", json_object_get_string(v));
+        fflush(stdout);
+    }
+    if (line) {
+        if (d->tty)
+            evac_erase(d);
+        printf("%s\n", line);
+        fflush(stdout);
+        return;
+    }
+    if (!d->tty)
+        return;
+    evac_erase(d);
+    d->drawn = fy_cli_evac_progress(block, sizeof(block), status, 12, d->width - 1);
+    printf("%s", block);
+    fflush(stdout);
+}
+
+static int terminal_width(void);
+
+static int cmd_evacuate(struct ctl *c, int argc, char **argv)
+{
+    const char *host = NULL, *cluster_path = getenv("FERRY_CLUSTER");
+    struct fy_evac_opts o = {.gang = -1};
+    struct evac_display d = {.json = c->json};
+    struct fy_cluster cl;
+    json_object *rep = NULL;
+    int rc, code;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--dry-run")) {
+            o.dry_run = true;
+        } else if (!strcmp(a, "--all")) {
+            o.all = true;
+        } else if (!strcmp(a, "--reboot-dependents")) {
+            o.reboot_dependents = true;
+        } else if (!strcmp(a, "--gang")) {
+            o.gang = 1;
+        } else if (!strcmp(a, "--no-gang")) {
+            o.gang = 0;
+        } else if (!strcmp(a, "--json")) {
+            c->json = d.json = true; /* also after the command, for scripts */
+        } else if (!strcmp(a, "--cluster") || !strcmp(a, "--methods") ||
+                   !strcmp(a, "--downtime-ms") || !strcmp(a, "--streams")) {
+            if (i + 1 >= argc)
+                return usage_error("evacuate: %s needs a value", a);
+            const char *val = argv[++i];
+            if (!strcmp(a, "--cluster")) {
+                cluster_path = val;
+            } else if (!strcmp(a, "--methods")) {
+                if (fy_cluster_methods_parse(val, &o.methods) < 0)
+                    return usage_error("evacuate: %s", fy_error_detail());
+                if (!o.methods)
+                    return usage_error("evacuate: --methods needs at least one method");
+            } else {
+                char *end;
+                long n = strtol(val, &end, 10);
+                if (*end || n <= 0 || n > 1000000)
+                    return usage_error("evacuate: %s wants a positive number, not '%s'", a, val);
+                if (!strcmp(a, "--streams"))
+                    o.streams = (unsigned)n;
+                else
+                    o.downtime_ms = (uint32_t)n;
+            }
+        } else if (a[0] == '-') {
+            return usage_error("evacuate: unknown option %s", a);
+        } else if (!host) {
+            host = a;
+        } else {
+            return usage_error("evacuate: one host at a time ('%s' and '%s')", host, a);
+        }
+    }
+    if (!host)
+        return usage_error("usage: evacuate HOST [--cluster FILE] [--dry-run] [--methods LIST] "
+                           "[--all] [--reboot-dependents] [--gang|--no-gang]");
+    if (!cluster_path || !cluster_path[0])
+        cluster_path = DEFAULT_CLUSTER;
+    if ((rc = fy_cluster_load(cluster_path, &cl)) < 0) {
+        code = fail(c, rc, false, "give the cluster file with --cluster FILE or FERRY_CLUSTER "
+                    "(docs/evacuation.md shows one)");
+        fy_cluster_free(&cl);
+        return code;
+    }
+    if (!c->key_given && cl.key[0])
+        c->key_path = cl.key;
+    if (!c->key_loaded && (rc = fy_rpc_key_load(c->key_path, &c->key)) < 0) {
+        fy_cluster_free(&cl);
+        return fail(c, rc, true, NULL);
+    }
+    c->key_loaded = true;
+    d.tty = isatty(STDOUT_FILENO);
+    d.width = terminal_width();
+    o.cluster = &cl;
+    o.host = host;
+    o.key = &c->key;
+    o.on_progress = evac_progress;
+    o.ctx = &d;
+    rc = fy_evacuate(&o, &rep);
+    if (d.tty && !c->json)
+        evac_erase(&d);
+    if (rc < 0) {
+        /* Not reaching the evacuated host's agent is a connection failure
+         * (fy_evacuate's other failures are about the cluster file). */
+        bool connecting = rc == -FY_E_SYS || rc == -FY_E_TIMEOUT || rc == -FY_E_CLOSED ||
+                          rc == -FY_E_AUTH || rc == -FY_E_VERSION;
+        fy_cluster_free(&cl);
+        return fail(c, rc, connecting, NULL);
+    }
+    if (c->json)
+        print_json(rep);
+    else if (o.dry_run)
+        fy_cli_print_evac_plan(stdout, rep);
+    else
+        fy_cli_print_evac_summary(stdout, rep);
+    code = fy_cli_evac_exit(rep);
+    json_object_put(rep);
+    fy_cluster_free(&cl);
+    return code;
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -493,7 +657,7 @@ int main(int argc, char **argv)
     while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         switch (o) {
         case 'H': c.host = optarg; break;
-        case 'k': c.key_path = optarg; break;
+        case 'k': c.key_path = optarg; c.key_given = true; break;
         case 'j': c.json = true; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("unknown option");
@@ -501,6 +665,8 @@ int main(int argc, char **argv)
     }
     if (!c.host || !c.host[0])
         c.host = DEFAULT_HOST;
+    if (c.key_path && c.key_path[0])
+        c.key_given = true;
     if (!c.key_path || !c.key_path[0])
         c.key_path = DEFAULT_KEY;
     if (optind >= argc)
@@ -527,6 +693,8 @@ int main(int argc, char **argv)
         rc = cmd_migrations(&c, argc, argv);
     else if (strcmp(cmd, "define") == 0)
         rc = cmd_define(&c, argc, argv);
+    else if (strcmp(cmd, "evacuate") == 0)
+        rc = cmd_evacuate(&c, argc, argv);
     else if (strcmp(cmd, "help") == 0) {
         fputs(usage_text, stdout);
         rc = 0;

@@ -63,6 +63,20 @@ struct fy_host {
      * they are when the target reaches that datastore (shared), else the
      * target's first datastore. */
     char datastore[FY_NAME_MAX];
+    /* Gang dedup (an evacuation's VMs moving to one target): "" none.
+     * Memory sends from a host whose gang names are equal, while they
+     * overlap, share one dedup index at the source, and memory receives at
+     * a host whose gang names are equal share one at the target; so a page
+     * content one of them already delivered travels as a reference.  The
+     * source-side name must therefore differ per target ("EVAC>TARGET");
+     * a remote host passes its name to the receiving host with recv_start.
+     * Files never share. */
+    char gang[2 * FY_NAME_MAX];
+    /* Migration data transport, fy_transport_find() name ("" : tcp), and
+     * its settings (fy_transport_opts.params, docs/transports.md).  Both
+     * ends of a transfer must use the same transport. */
+    char transport[16];
+    char transport_params[FY_PATH_MAX];
 };
 
 /* What the host's hypervisor can do. */

@@ -442,6 +442,16 @@ int fy_json_vm_info_decode(const json_object *in, struct fy_vm_info *out)
 
 /* ---- fy_migration_stats, fy_round_stats ---------------------------------- */
 
+/* A counter a peer of an earlier build does not send: 0 when absent. */
+static int get_u64_opt(const json_object *in, const char *key, const char *w,
+                       uint64_t *out)
+{
+    *out = 0;
+    if (!json_object_object_get_ex(in, key, NULL))
+        return 0;
+    return fy_json_get_u64(in, key, w, out);
+}
+
 json_object *fy_json_migration_stats_encode(const struct fy_migration_stats *in)
 {
     json_object *o = json_object_new_object(), *dg;
@@ -453,6 +463,7 @@ json_object *fy_json_migration_stats_encode(const struct fy_migration_stats *in)
     fy_json_put_u64(o, "pages_sent", in->pages_sent);
     fy_json_put_u64(o, "pages_zero", in->pages_zero);
     fy_json_put_u64(o, "pages_dup", in->pages_dup);
+    fy_json_put_u64(o, "pages_dup_shared", in->pages_dup_shared);
     fy_json_put_u64(o, "pages_resent", in->pages_resent);
     fy_json_put_u64(o, "wire_bytes", in->wire_bytes);
     fy_json_put_double(o, "seconds", in->seconds);
@@ -481,6 +492,7 @@ int fy_json_migration_stats_decode(const json_object *in, struct fy_migration_st
         (rc = fy_json_get_u64(in, "pages_sent", w, &out->pages_sent)) < 0 ||
         (rc = fy_json_get_u64(in, "pages_zero", w, &out->pages_zero)) < 0 ||
         (rc = fy_json_get_u64(in, "pages_dup", w, &out->pages_dup)) < 0 ||
+        (rc = get_u64_opt(in, "pages_dup_shared", w, &out->pages_dup_shared)) < 0 ||
         (rc = fy_json_get_u64(in, "pages_resent", w, &out->pages_resent)) < 0 ||
         (rc = fy_json_get_u64(in, "wire_bytes", w, &out->wire_bytes)) < 0 ||
         (rc = get_double(in, "seconds", w, &out->seconds)) < 0 ||
@@ -507,6 +519,7 @@ json_object *fy_json_round_stats_encode(const struct fy_round_stats *in)
     fy_json_put_u64(o, "pages_sent", in->pages_sent);
     fy_json_put_u64(o, "pages_zero", in->pages_zero);
     fy_json_put_u64(o, "pages_dup", in->pages_dup);
+    fy_json_put_u64(o, "pages_dup_shared", in->pages_dup_shared);
     fy_json_put_u64(o, "pages_resent", in->pages_resent);
     fy_json_put_u64(o, "wire_bytes", in->wire_bytes);
     fy_json_put_double(o, "seconds", in->seconds);
@@ -531,6 +544,7 @@ int fy_json_round_stats_decode(const json_object *in, struct fy_round_stats *out
         (rc = fy_json_get_u64(in, "pages_sent", w, &out->pages_sent)) < 0 ||
         (rc = fy_json_get_u64(in, "pages_zero", w, &out->pages_zero)) < 0 ||
         (rc = fy_json_get_u64(in, "pages_dup", w, &out->pages_dup)) < 0 ||
+        (rc = get_u64_opt(in, "pages_dup_shared", w, &out->pages_dup_shared)) < 0 ||
         (rc = fy_json_get_u64(in, "pages_resent", w, &out->pages_resent)) < 0 ||
         (rc = fy_json_get_u64(in, "wire_bytes", w, &out->wire_bytes)) < 0 ||
         (rc = get_double(in, "seconds", w, &out->seconds)) < 0 ||

@@ -207,6 +207,176 @@ static int local_file_stat(struct fy_host *h, const char *path, uint64_t *size)
     return 0;
 }
 
+/* ---- gang dedup ------------------------------------------------------------ */
+
+/* The shared dedup indexes of gangs (host.h), process-wide because every
+ * transfer of a host runs in this process: one per (side, host, gang name).
+ *
+ * A gang remembers what its ended transfers delivered, so that a VM whose
+ * migration starts after another's ended still finds that content at the
+ * target: the engine hands over each region's page map (fy_source_params
+ * .keep), which stays in the index.  At the source that is what the
+ * target holds; at the target, the bytes of a region the gang keeps open,
+ * which a receive resolving a reference reads and checks, so a page the
+ * resumed VM has rewritten since only costs a MISS and a resend.  Kept
+ * regions also cover receives that read another one's region while it
+ * ends.  The gang lives while transfers use it and GANG_LINGER_S seconds
+ * after the last one (the waves of one evacuation); then everything it
+ * kept is freed. */
+#define GANG_MIN_PAGES (1ull << 19) /* an index for at least 2 GiB of pages */
+#define GANG_MAX_PAGES (1ull << 25) /* at most 512 MiB of slots */
+#define GANG_LINGER_S 30
+
+/* A transfer's page map and region, kept in the gang. */
+struct kept {
+    struct fy_kept k;        /* empty: not in the index */
+    struct fy_region *r;     /* closed with the gang; NULL at the source */
+};
+
+struct gang {
+    struct gang *next;
+    char key[4 * FY_NAME_MAX];
+    struct fy_dedup *dedup;
+    unsigned users;          /* transfers using it */
+    unsigned idle_gen;       /* bumped whenever users drops to 0 */
+    struct kept *kept;
+    size_t nkept, cap;       /* cap: a slot for every user */
+};
+
+static pthread_mutex_t gangs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gang *gangs;
+
+static void gang_free(struct gang *g)
+{
+    for (size_t i = 0; i < g->nkept; i++)
+        fy_kept_release(g->dedup, &g->kept[i].k);
+    fy_dedup_destroy(g->dedup);
+    for (size_t i = 0; i < g->nkept; i++)
+        fy_region_close(g->kept[i].r);
+    free(g->kept);
+    free(g);
+}
+
+static void gang_unlink(struct gang *g)
+{
+    for (struct gang **p = &gangs; *p; p = &(*p)->next)
+        if (*p == g) {
+            *p = g->next;
+            return;
+        }
+}
+
+/* The gang of host 'h' on side 'side' ("send", "recv") for a region of
+ * 'npages', created if there is none, with room to keep one more
+ * transfer; NULL with the error recorded. */
+static struct gang *gang_get(struct fy_host *h, const char *side, uint64_t npages)
+{
+    char key[sizeof(((struct gang *)0)->key)];
+    struct gang *g;
+    bool fresh = false;
+
+    snprintf(key, sizeof(key), "%s/%s/%s", side, h->name, h->gang);
+    pthread_mutex_lock(&gangs_lock);
+    for (g = gangs; g && strcmp(g->key, key) != 0; g = g->next)
+        ;
+    if (!g && (g = calloc(1, sizeof(*g)))) {
+        /* Sized for many VMs like this one: an index cannot grow, and a
+         * full one only drops inserts (less dedup, never a wrong answer). */
+        uint64_t want = 16 * npages;
+        want = want < GANG_MIN_PAGES ? GANG_MIN_PAGES : want;
+        want = want > GANG_MAX_PAGES ? GANG_MAX_PAGES : want;
+        snprintf(g->key, sizeof(g->key), "%s", key);
+        fresh = true;
+        if (!(g->dedup = fy_dedup_create(want))) {
+            free(g);
+            g = NULL;
+        }
+    }
+    if (g && g->nkept + g->users >= g->cap) {
+        size_t cap = g->cap ? 2 * g->cap : 8;
+        struct kept *n = realloc(g->kept, cap * sizeof(*n));
+        if (n) {
+            g->kept = n;
+            g->cap = cap;
+        } else {
+            if (fresh)
+                gang_free(g);
+            g = NULL;
+        }
+    }
+    if (g && fresh) {
+        g->next = gangs;
+        gangs = g;
+    }
+    if (g)
+        g->users++;
+    pthread_mutex_unlock(&gangs_lock);
+    if (!g)
+        fy_error(FY_E_NOMEM, "host %s: no memory for the dedup index of gang %s",
+                 h->name, h->gang);
+    return g;
+}
+
+struct reaper {
+    struct gang *g;
+    unsigned gen;
+};
+
+/* Frees the gang once it has stayed idle for GANG_LINGER_S. */
+static void *reaper_main(void *arg)
+{
+    struct reaper *rp = arg;
+    struct gang *g = rp->g;
+    bool gone = false;
+
+    sleep(GANG_LINGER_S);
+    pthread_mutex_lock(&gangs_lock);
+    if (g->users == 0 && g->idle_gen == rp->gen) {
+        gang_unlink(g);
+        gone = true;
+    }
+    pthread_mutex_unlock(&gangs_lock);
+    if (gone)
+        gang_free(g);
+    free(rp);
+    return NULL;
+}
+
+/* Ends one transfer's use of 'g', keeping 'k' (its page map and region;
+ * may be NULL). */
+static void gang_put(struct gang *g, const struct kept *k)
+{
+    struct reaper *rp = NULL;
+    pthread_t tid;
+    pthread_attr_t attr;
+    bool now = false;
+
+    pthread_mutex_lock(&gangs_lock);
+    if (k && (k->k.map || k->r))
+        g->kept[g->nkept++] = *k; /* gang_get made room */
+    if (--g->users == 0) {
+        g->idle_gen++;
+        if ((rp = malloc(sizeof(*rp)))) {
+            *rp = (struct reaper){g, g->idle_gen};
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&tid, &attr, reaper_main, rp) != 0) {
+                free(rp);
+                rp = NULL;
+            }
+            pthread_attr_destroy(&attr);
+        }
+        if (!rp) {
+            /* No thread to wait with: end it now. */
+            gang_unlink(g);
+            now = true;
+        }
+    }
+    pthread_mutex_unlock(&gangs_lock);
+    if (now)
+        gang_free(g);
+}
+
 /* ---- the receiving end ---------------------------------------------------- */
 
 /* A listener and a thread that accepts one session per region, in order,
@@ -221,6 +391,8 @@ struct fy_host_recv {
     uint64_t size;
     uint8_t session_id[16];
     int idle_ms;
+    struct gang *gang;            /* memory of a gang (host.h); NULL: none */
+    struct fy_kept kept;          /* its page map, handed over by the engine */
     pthread_t tid;
     bool running;
     int rc;
@@ -259,7 +431,9 @@ static void *recv_main(void *arg)
     for (unsigned i = 0; i < 2 && j->rc == 0; i++) {
         struct fy_accept_params ap = {.receiver_checks_pages = true,
                                       .session_id = j->session_id};
-        struct fy_target_params tp = {.fresh = j->file, .idle_timeout_ms = j->idle_ms};
+        struct fy_target_params tp = {.fresh = j->file, .idle_timeout_ms = j->idle_ms,
+                                      .dedup = j->gang ? j->gang->dedup : NULL,
+                                      .keep = j->gang ? &j->kept : NULL};
         struct fy_migration_stats st = {0};
         struct fy_session *s = NULL;
 
@@ -328,10 +502,33 @@ static int recv_regions(struct fy_host *h, const struct fy_host_data *w,
                     (int)w->kind);
 }
 
+/* 'delivered': the job received its memory, verified (a gang keeps it). */
+/* The transport for data this host receives at, or sends from, address
+ * 'local': the configured one (struct fy_host.transport) on the migration
+ * network, which is where its port is; tcp on the others.  Both ends pick
+ * alike: the workflow gives them the same network. */
+static const struct fy_transport_ops *data_transport(const struct fy_host *h,
+                                                    const char *local,
+                                                    const char **params)
+{
+    bool mine = h->transport[0] && h->net[FY_NET_MIGRATION][0] && local &&
+                !strcmp(local, h->net[FY_NET_MIGRATION]);
+
+    *params = mine ? h->transport_params : NULL;
+    return fy_transport_find(mine ? h->transport : "tcp");
+}
+
 static void recv_free(struct fy_host_recv *j)
 {
     if (j->l)
         j->l->ops->listener_close(j->l);
+    if (j->gang) {
+        /* The gang keeps the region: its page map may be in the index, and
+         * another receive may be reading it. */
+        struct kept k = {.k = j->kept, .r = j->regions[0]};
+        gang_put(j->gang, &k);
+        j->regions[0] = NULL;
+    }
     fy_region_close(j->regions[0]);
     fy_region_close(j->regions[1]);
     free(j);
@@ -343,6 +540,7 @@ static int local_recv_start(struct fy_host *h, const struct fy_host_data *what,
 {
     struct fy_transport_opts o = {.timeout_ms = timeout_ms ? timeout_ms
                                                            : DEFAULT_TIMEOUT_MS};
+    const struct fy_transport_ops *t = data_transport(h, addr, &o.params);
     char listen_at[FY_NAME_MAX + 8];
     struct fy_host_recv *j;
     int rc;
@@ -356,12 +554,18 @@ static int local_recv_start(struct fy_host *h, const struct fy_host_data *what,
     j->idle_ms = o.timeout_ms;
     if ((rc = recv_regions(h, what, j)) < 0)
         goto fail;
+    if (what->kind == FY_HOST_DATA_MEMORY && h->gang[0] &&
+        !(j->gang = gang_get(h, "recv", what->size / FY_PAGE_SIZE))) {
+        rc = -FY_E_NOMEM;
+        goto fail;
+    }
     if (getrandom(j->session_id, sizeof(j->session_id), 0) != sizeof(j->session_id)) {
         rc = fy_error_sys("getrandom for a session id on host %s", h->name);
         goto fail;
     }
     snprintf(listen_at, sizeof(listen_at), strchr(addr, ':') ? "[%s]:0" : "%s:0", addr);
-    if ((rc = fy_transport_tcp.listen(listen_at, &o, &j->l)) < 0) {
+    if (!t || (rc = t->listen(listen_at, &o, &j->l)) < 0) {
+        rc = t ? rc : -FY_E_NOTFOUND;
         rc = fy_error(-rc, "host %s cannot listen for migration data on %s: %s",
                       h->name, listen_at, fy_error_detail());
         goto fail;
@@ -428,7 +632,10 @@ static void local_recv_abort(struct fy_host *h, struct fy_host_recv *j)
     if (!j)
         return;
     if (j->running) {
-        poke(j->l->addr);
+        if (j->l->ops->listener_shutdown)
+            j->l->ops->listener_shutdown(j->l);
+        else
+            poke(j->l->addr);
         pthread_join(j->tid, NULL);
     }
     recv_free(j);
@@ -467,7 +674,8 @@ static void send_round(void *ctx, const struct fy_round_stats *st)
 }
 
 /* Sends region 'r' in one session to 'to'; adds its statistics to 'sum'. */
-static int send_region(struct fy_region *r, const struct fy_host_endpoint *to,
+static int send_region(const struct fy_host *h, struct fy_region *r,
+                       const struct fy_host_endpoint *to,
                        const struct fy_host_send_params *p,
                        const struct fy_source_params *sp, struct fy_migration_stats *sum,
                        bool first)
@@ -477,6 +685,7 @@ static int send_region(struct fy_region *r, const struct fy_host_endpoint *to,
         .streams = p->streams ? p->streams : DEFAULT_STREAMS,
         .timeout_ms = p->timeout_ms ? p->timeout_ms : DEFAULT_TIMEOUT_MS,
     };
+    const struct fy_transport_ops *t = data_transport(h, p->bind, &o.params);
     struct fy_session_info info = {.region_size = fy_region_size(r),
                                    .page_size = FY_PAGE_SIZE, .caps = FY_CAPS_V1};
     struct fy_migration_stats st = {0};
@@ -489,7 +698,9 @@ static int send_region(struct fy_region *r, const struct fy_host_endpoint *to,
                  p->bind);
         o.bind = bind_at;
     }
-    if ((rc = fy_transport_tcp.connect(to->addr, &o, &info, &s)) < 0)
+    if (!t)
+        return -FY_E_NOTFOUND;
+    if ((rc = t->connect(to->addr, &o, &info, &s)) < 0)
         return rc;
     rc = fy_migrate_source(r, s, sp, &st);
     fy_session_close(s);
@@ -498,6 +709,7 @@ static int send_region(struct fy_region *r, const struct fy_host_endpoint *to,
     sum->pages_sent += st.pages_sent;
     sum->pages_zero += st.pages_zero;
     sum->pages_dup += st.pages_dup;
+    sum->pages_dup_shared += st.pages_dup_shared;
     sum->pages_resent += st.pages_resent;
     sum->wire_bytes += st.wire_bytes;
     sum->seconds += st.seconds;
@@ -526,6 +738,8 @@ static int send_memory(struct fy_host *h, const struct fy_host_data *w,
     struct fy_memory_layout ml;
     const struct fy_memory_region *mr;
     struct fy_region *r = NULL;
+    struct gang *g = NULL;
+    struct kept k = {.k = {.space = -1}};
     int rc;
 
     if (p->dirty_log && !DRV(h)->dirty_log_sync)
@@ -538,8 +752,25 @@ static int send_memory(struct fy_host *h, const struct fy_host_data *w,
     mr = &ml.regions[w->region];
     rc = mr->fd >= 0 ? fy_region_open_fd(mr->fd, mr->offset, mr->size, FY_REGION_READ, &r)
                      : fy_region_open_pid(mr->pid, mr->addr, mr->size, FY_REGION_READ, &r);
+    if (rc == 0 && h->gang[0]) {
+        /* The source side of the gang only keeps hashes (what the target
+         * holds), so nothing of this region outlives the send. */
+        if ((g = gang_get(h, "send", mr->size / FY_PAGE_SIZE))) {
+            sp.dedup = g->dedup;
+            sp.keep = &k.k;
+        } else {
+            rc = -FY_E_NOMEM;
+        }
+    }
     if (rc == 0)
-        rc = send_region(r, to, p, &sp, &out->st, true);
+        rc = send_region(h, r, to, p, &sp, &out->st, true);
+    if (g) {
+        /* The source keeps only hashes (what the target holds): nothing of
+         * the region itself outlives the send. */
+        if (k.k.map)
+            k.k.map->owner = NULL;
+        gang_put(g, &k);
+    }
     fy_region_close(r);
     out->paused = c.paused;
     return rc;
@@ -547,7 +778,8 @@ static int send_memory(struct fy_host *h, const struct fy_host_data *w,
 
 /* The whole pages as a file region, then the last partial page (a file's
  * size need not be a page multiple) as a page of its own. */
-static int send_file(const struct fy_host_data *w, const struct fy_host_endpoint *to,
+static int send_file(const struct fy_host *h, const struct fy_host_data *w,
+                     const struct fy_host_endpoint *to,
                      const struct fy_host_send_params *p, struct fy_host_send_result *out)
 {
     struct fy_source_params sp = {.cancel = p->cancel};
@@ -559,7 +791,7 @@ static int send_file(const struct fy_host_data *w, const struct fy_host_endpoint
     if (whole) {
         if ((rc = fy_region_open_file(w->path, 0, whole, FY_REGION_READ, &r)) < 0)
             return rc;
-        rc = send_region(r, to, p, &sp, &out->st, true);
+        rc = send_region(h, r, to, p, &sp, &out->st, true);
         fy_region_close(r);
         r = NULL;
         if (rc < 0)
@@ -577,7 +809,7 @@ static int send_file(const struct fy_host_data *w, const struct fy_host_endpoint
         rc = fy_error_sys("cannot read the end of %s", w->path);
         goto out;
     }
-    rc = send_region(r, to, p, &sp, &out->st, whole == 0);
+    rc = send_region(h, r, to, p, &sp, &out->st, whole == 0);
 out:
     if (fd >= 0)
         close(fd);
@@ -596,7 +828,7 @@ static int local_send(struct fy_host *h, const struct fy_host_data *what,
     if (what->kind == FY_HOST_DATA_MEMORY)
         return send_memory(h, what, to, params, out);
     if (what->kind == FY_HOST_DATA_FILE)
-        return send_file(what, to, params, out);
+        return send_file(h, what, to, params, out);
     return fy_error(FY_E_INVAL, "host %s: unknown kind of transfer %d", h->name,
                     (int)what->kind);
 }

@@ -335,6 +335,8 @@ static int remote_recv_start(struct fy_host *h, const struct fy_host_data *what,
         json_object_object_add(p, "what", fy_json_host_data_encode(what));
         json_object_object_add(p, "listen_addr", json_object_new_string(listen_addr));
         json_object_object_add(p, "timeout_ms", json_object_new_int(timeout_ms));
+        if (h->gang[0])
+            json_object_object_add(p, "gang", json_object_new_string(h->gang));
     }
     if ((rc = call(h, "host.recv_start", p, &res)) < 0)
         return rc;

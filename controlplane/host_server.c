@@ -17,8 +17,9 @@
  *   host.device_state_load {vm, state: hex} -> {}
  *   host.file_create / file_remove {path} -> {}
  *   host.file_stat {path} -> {size}
- *   host.recv_start {what: host_data, listen_addr, timeout_ms}
- *       -> {job: N, endpoint: host_endpoint}
+ *   host.recv_start {what: host_data, listen_addr, timeout_ms, gang?}
+ *       -> {job: N, endpoint: host_endpoint}   (gang: fy_host.gang of the
+ *       receiving host for this transfer)
  *   host.recv_join {job} -> {st: migration_stats}
  *   host.recv_abort {job} -> {}
  *   host.send {what: host_data, to: host_endpoint, params: send_params}
@@ -624,12 +625,12 @@ static int h_recv_start(void *ctx, struct fy_rpc_call *call, const json_object *
                         json_object **result)
 {
     const char *w = "host.recv_start params";
-    struct fy_host *h = local_of(ctx);
+    struct fy_host *h = local_of(ctx), hg;
     struct fy_host_data what;
     struct fy_host_endpoint ep;
     struct fy_host_recv *job = NULL;
     json_object *o;
-    const char *listen_addr;
+    const char *listen_addr, *gang = NULL;
     uint64_t id = 0;
     int timeout_ms, rc;
 
@@ -638,8 +639,18 @@ static int h_recv_start(void *ctx, struct fy_rpc_call *call, const json_object *
         return fy_error(FY_E_PROTO, "malformed %s: member \"what\" is missing", w);
     if ((rc = fy_json_host_data_decode(o, &what)) < 0 ||
         (rc = fy_json_get_strp(params, "listen_addr", w, false, &listen_addr)) < 0 ||
-        (rc = fy_json_get_int(params, "timeout_ms", w, &timeout_ms)) < 0)
+        (rc = fy_json_get_int(params, "timeout_ms", w, &timeout_ms)) < 0 ||
+        (rc = fy_json_get_strp(params, "gang", w, true, &gang)) < 0)
         return rc;
+    if (gang && gang[0]) {
+        /* The served host as this transfer's gang member (host.h). */
+        if (strlen(gang) >= sizeof(hg.gang))
+            return fy_error(FY_E_PROTO, "malformed %s: gang name longer than %zu", w,
+                            sizeof(hg.gang) - 1);
+        hg = *h;
+        snprintf(hg.gang, sizeof(hg.gang), "%s", gang);
+        h = &hg;
+    }
     ops_lock(ctx);
     rc = h->ops->recv_start(h, &what, listen_addr, timeout_ms, &job, &ep);
     ops_unlock(ctx);

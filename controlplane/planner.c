@@ -10,9 +10,10 @@
 #include "ferry/error.h"
 
 /* The order methods are tried in, whatever the user's order (seed 004). */
-static const enum fy_migration_kind canonical_methods[FY_PLAN_ATTEMPTS_MAX] = {
+const enum fy_migration_kind fy_plan_canonical_methods[FY_PLAN_ATTEMPTS_MAX] = {
     FY_MIG_LIVE, FY_MIG_QUICK, FY_MIG_MOVE, FY_MIG_STORAGE, FY_MIG_FAILOVER,
 };
+#define canonical_methods fy_plan_canonical_methods
 
 #define NONE ((size_t)-1)
 
@@ -359,6 +360,11 @@ static int assign_waves(struct fy_plan *plan, size_t src)
         size_t dst = e->attempts[0].host;
         unsigned lsrc = in->hosts[src].max_concurrent, ldst = in->hosts[dst].max_concurrent;
         /* Each wave has at least one move, so 'cap' waves always suffice. */
+        /* Every move of the plan leaves 'src', so the moves at 'dst' in a
+         * wave are also those on the link between the two. */
+        unsigned llink = in->link_limit;
+        if (llink && (!ldst || llink < ldst))
+            ldst = llink;
         while ((lsrc && load[w * in->n_hosts + src] >= lsrc) ||
                (ldst && load[w * in->n_hosts + dst] >= ldst))
             w++;

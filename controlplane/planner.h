@@ -58,10 +58,14 @@
  *
  * Waves: every move takes one slot on the evacuated host and one on the
  * target of its first attempt; a host's 'max_concurrent' (0: no limit)
- * bounds how many moves one wave puts on it.  Each move goes into the
- * first wave that has room on both hosts and that comes after the waves of
- * every VM it depends on.  Waves are numbered from 1; VMs that do not move
- * are in wave 0.  The executor runs a wave once the previous one ended.
+ * bounds how many moves one wave puts on it, and 'link_limit' (0: no
+ * limit) how many go between the same two hosts.  Each move goes into the
+ * first wave that has room on both hosts and the link and that comes after
+ * the waves of every VM it depends on.  Waves are numbered from 1; VMs
+ * that do not move are in wave 0.  A wave is what may run at once; the
+ * executor (evacuate.h) starts each move in plan order as soon as the VMs
+ * it depends on have ended and its hosts and link have room, so no move
+ * waits for an unrelated slow one of the wave before.
  *
  * Reboot dependents: with 'reboot_dependents' the plan lists the VMs (on
  * any host) that depend on a VM the plan moves and may be rebooted (running,
@@ -138,6 +142,8 @@ struct fy_plan_input {
     bool all;                          /* stopped VMs too */
     unsigned methods;                  /* FY_PLAN_METHOD() bits; 0: default */
     bool reboot_dependents;
+    unsigned link_limit;               /* moves at once between two hosts;
+                                          0: no limit */
 };
 
 /* Why a VM of the evacuated host is or is not moved. */
@@ -177,6 +183,10 @@ struct fy_plan {
     size_t *reboot;                    /* indices into the input's vms */
     size_t n_reboot;
 };
+
+/* The canonical order methods are tried in (seed 004): live, quick, move,
+ * storage, failover. */
+extern const enum fy_migration_kind fy_plan_canonical_methods[FY_PLAN_ATTEMPTS_MAX];
 
 /* The method set of a user's list, in any order, into *mask.  -FY_E_INVAL
  * for a kind evacuation does not use (cold, bulk) or outside the enum,

@@ -117,6 +117,10 @@ struct mig {
     /* What has been done, for undo. */
     bool dirty_logging, placeholder, src_paused, src_stopped, src_unregistered,
         src_suspended, dst_defined, dst_running, no_cancel;
+    /* Quick migration region to region (FY_DRV_RAM_DIRECT on both hosts):
+     * the live actions with the source paused first. */
+    bool ram_direct;
+    bool disks_copied; /* the active disks moved while it was paused */
     char image[FY_PATH_MAX], dst_image[FY_PATH_MAX]; /* quick: saved state */
 
     struct fy_host_caps src_caps, dst_caps;
@@ -404,6 +408,11 @@ static int a_check_compatibility(struct fy_workflow *wf, void *ctx)
     if ((rc = m->src->ops->capabilities(m->src, &m->src_caps)) < 0 ||
         (rc = m->dst->ops->capabilities(m->dst, &m->dst_caps)) < 0)
         return rc;
+    m->ram_direct = m->req->kind == FY_MIG_QUICK &&
+                    host_can(&m->src_caps, FY_DRV_RAM_DIRECT) &&
+                    host_can(&m->dst_caps, FY_DRV_RAM_DIRECT);
+    if (m->ram_direct)
+        caps = FY_DRV_RAM_DIRECT;
     if (strcmp(m->src_caps.driver, m->dst_caps.driver) != 0)
         return fy_error(FY_E_PRECHECK, "host %s uses driver %s, host %s uses %s: a VM "
                         "moves only between hosts of one driver", m->src->name,
@@ -484,8 +493,11 @@ static int copy_backing(struct mig *m)
             /* A base image the target already holds stays (base images
              * do not change; several VMs share them). */
             if (m->dst->ops->file_stat(m->dst, to, &have) == 0 &&
-                m->src->ops->file_stat(m->src, from, &want) == 0 && have == want)
+                m->src->ops->file_stat(m->src, from, &want) == 0 && have == want) {
+                ev(m, T, DST, "Base image %s is at the target already as %s (same size): "
+                   "not sent", from, to);
                 continue;
+            }
             if ((rc = m->dst->ops->file_create(m->dst, to)) < 0 || (rc = add_created(m, to)) < 0)
                 return rc;
             ev(m, T, SRC, "Copying base image %s to %s over %s %s", from, to,
@@ -686,7 +698,7 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
         sp.downtime_ms = m->req->downtime_ms;
         sp.max_rounds = m->req->max_rounds;
         sp.dirty_log = i == 0 && m->dirty_logging;
-        sp.pause = i == 0;
+        sp.pause = i == 0 && !m->src_paused;
         sp.cancel = (volatile int *)&m->req->cancel;
         sp.on_round = m->req->on_round;
         sp.round_ctx = m->req->ctx;
@@ -714,7 +726,7 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
        (unsigned long long)m->stats.wire_bytes, m->stats.verified ? ", verified" : "");
     /* The active disk images are hot data: without a disk dirty log yet,
      * they move while the VM is paused. */
-    if (m->move_disks) {
+    if (m->move_disks && !m->disks_copied) {
         note_net(m, FY_DATA_DISKS_HOT, m->hot_role, m->hot_dst);
         for (unsigned i = 0; i < m->vm.ndisks; i++) {
             ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
@@ -763,6 +775,7 @@ static int a_switch_live(struct fy_workflow *wf, void *ctx)
         note_net(m, FY_DATA_DEVICE_STATE, m->hot_role, m->hot_dst);
         if ((rc = m->src->ops->device_state_save(m->src, vmname(m), &state, &len)) < 0)
             return rc;
+        ev(m, S, SRC, "Device state of VM %s saved: %zu bytes", vmname(m), len);
         rc = m->dst->ops->device_state_load(m->dst, vmname(m), state, len);
         free(state);
         if (rc < 0)
@@ -821,6 +834,54 @@ static int a_complete_destination(struct fy_workflow *wf, void *ctx)
     if ((rc = m->dst->ops->vm_info(m->dst, vmname(m), &vi)) < 0)
         return rc;
     ev(m, C, DST, "Clearing up switchover target side completed");
+    return 0;
+}
+
+/* -- quick, RAM-direct: the live actions with the source paused first -- */
+
+static int a_pause_source(struct fy_workflow *wf, void *ctx)
+{
+    struct mig *m = M(ctx);
+
+    (void)wf;
+    m->side = SRC;
+    ev(m, T, SRC, "Suspending source VM %s (paused: its memory moves region to region)",
+       vmname(m));
+    return pause_source(m);
+}
+
+static void u_pause_source(struct fy_workflow *wf, void *ctx)
+{
+    struct mig *m = M(ctx);
+
+    (void)wf;
+    if (!m->src_paused)
+        return;
+    if (m->src->ops->vm_resume(m->src, vmname(m)) < 0)
+        ev(m, C, SRC, "Could not resume source VM %s: %s", vmname(m), fy_error_detail());
+    else
+        ev(m, C, SRC, "Source VM %s resumed", vmname(m));
+    m->src_paused = false;
+}
+
+/* The active disks, while the VM is paused, before the target's
+ * placeholder opens them. */
+static int a_copy_disks_paused(struct fy_workflow *wf, void *ctx)
+{
+    struct mig *m = M(ctx);
+    int rc;
+
+    (void)wf;
+    m->side = SRC;
+    note_net(m, FY_DATA_DISKS_HOT, m->hot_role, m->hot_dst);
+    for (unsigned i = 0; i < m->vm.ndisks; i++) {
+        ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
+           m->disk_paths[i], m->hot_role, m->hot_dst);
+        if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], m->hot_src,
+                            m->hot_dst)) < 0)
+            return rc;
+    }
+    m->disks_copied = true;
     return 0;
 }
 
@@ -1111,7 +1172,10 @@ static const struct fy_action
     A_SUSPEND_SOURCE = {"SuspendSourceVm", a_suspend_source, u_suspend_source},
     A_CREATE_DESTINATION_VM_QUICK = {"CreateDestinationVm", a_create_destination_vm_quick,
                                      u_destination_vm},
-    A_RESTORE_DESTINATION = {"RestoreDestinationVm", a_restore_destination, NULL};
+    A_RESTORE_DESTINATION = {"RestoreDestinationVm", a_restore_destination, NULL},
+    /* quick, RAM-direct */
+    A_PAUSE_SOURCE = {"SuspendSourceVm", a_pause_source, u_pause_source},
+    A_COPY_DISKS_PAUSED = {"RelocateDisks", a_copy_disks_paused, NULL};
 
 /* The head after SelectDestination, which appends it. */
 static unsigned head_rest(const struct fy_plan_opts *o, const struct fy_action **out)
@@ -1166,6 +1230,26 @@ static int tail(enum fy_migration_kind kind, const struct fy_plan_opts *o,
             out[n++] = &A_POWER_ON_DESTINATION;
         break;
     case FY_MIG_QUICK:
+        if (o->ram_direct) {
+            /* The placeholder starts before the pause (it takes a
+             * hypervisor's start-up time), unless it needs the disks,
+             * which move only once the VM is paused. */
+            if (o->move_disks) {
+                out[n++] = &A_PAUSE_SOURCE;
+                out[n++] = &A_CREATE_DUMMY_DISKS;
+                out[n++] = &A_COPY_DISKS_PAUSED;
+                out[n++] = &A_CREATE_DESTINATION_VM_HOT;
+            }
+            out[n++] = &A_PREPARE_DESTINATION;
+            out[n++] = &A_INITIATE_DESTINATION;
+            if (!o->move_disks)
+                out[n++] = &A_PAUSE_SOURCE;
+            out[n++] = &A_INITIATE_SOURCE;
+            out[n++] = &A_SWITCH_LIVE;
+            out[n++] = &A_COMPLETE_SOURCE;
+            out[n++] = &A_COMPLETE_DESTINATION;
+            break;
+        }
         out[n++] = &A_SUSPEND_SOURCE;
         out[n++] = &A_UNREGISTER_SOURCE;
         out[n++] = &A_SWITCH_COLD;
@@ -1184,7 +1268,7 @@ static int tail(enum fy_migration_kind kind, const struct fy_plan_opts *o,
 static struct fy_plan_opts plan_opts(const struct mig *m)
 {
     struct fy_plan_opts o = {.move_disks = m->move_disks, .was_running = m->was_running,
-                             .power_on = m->req->power_on};
+                             .power_on = m->req->power_on, .ram_direct = m->ram_direct};
     return o;
 }
 
@@ -1249,10 +1333,10 @@ static int a_compute_spec(struct fy_workflow *wf, void *ctx)
     ev(m, T, SRC, "Reconfiguring source agent");
     if ((rc = m->src->ops->vm_export(m->src, vmname(m), &m->config)) < 0)
         return rc;
-    if (m->req->kind == FY_MIG_LIVE &&
+    if ((m->req->kind == FY_MIG_LIVE || m->ram_direct) &&
         (rc = m->src->ops->memory_info(m->src, vmname(m), &m->src_mem)) < 0)
         return rc;
-    if (m->req->kind == FY_MIG_LIVE && m->src_mem.n == 0)
+    if ((m->req->kind == FY_MIG_LIVE || m->ram_direct) && m->src_mem.n == 0)
         return fy_error(FY_E_UNSUPPORTED, "VM %s has no memory regions to migrate",
                         vmname(m));
     m->side = DST;
@@ -1322,7 +1406,7 @@ static void finish(struct mig *m, int rc)
     /* Every transfer checks its digest at both ends: memory (live) and
      * each file moved (disks, saved images).  Nothing moved: nothing
      * verified. */
-    if (m->req->kind == FY_MIG_LIVE)
+    if (m->req->kind == FY_MIG_LIVE || m->ram_direct)
         m->stats.verified = m->stats.verified && !m->files_unverified;
     else
         m->stats.verified = m->files_sent > 0 && !m->files_unverified;

@@ -119,6 +119,8 @@ struct fy_plan_opts {
     bool move_disks;  /* the disks change datastore */
     bool was_running; /* cold: stop first (and start at the target) */
     bool power_on;    /* cold: start at the target */
+    bool ram_direct;  /* quick: both hosts have FY_DRV_RAM_DIRECT, so memory
+                         moves region to region (no suspend image) */
 };
 
 /* The names of the actions fy_migrate() runs for 'kind', in order, head

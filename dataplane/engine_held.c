@@ -1,8 +1,11 @@
 /* What a side of a migration records of the target's content. */
+#include <stdlib.h>
+
 #include "dataplane/engine_internal.h"
 
 int fy_held_open(struct fy_held *h, struct fy_region *r,
-                 const struct fy_session *s, struct fy_dedup *shared)
+                 const struct fy_session *s, struct fy_dedup *shared,
+                 struct fy_kept *keep)
 {
     int rc;
 
@@ -22,7 +25,13 @@ int fy_held_open(struct fy_held *h, struct fy_region *r,
             return -FY_E_NOMEM;
         h->own = true;
     }
-    if ((h->space = fy_dedup_add_space(h->dedup, &h->map)) < 0) {
+    if (shared) {
+        if (!(h->pub = malloc(sizeof(*h->pub))))
+            return fy_error(FY_E_NOMEM, "no memory for a page map");
+        *h->pub = h->map;
+        h->keep = keep;
+    }
+    if ((h->space = fy_dedup_add_space(h->dedup, h->pub ? h->pub : &h->map)) < 0) {
         rc = h->space;
         h->space = -1;
         return rc;
@@ -32,12 +41,36 @@ int fy_held_open(struct fy_held *h, struct fy_region *r,
 
 void fy_held_close(struct fy_held *h)
 {
+    if (h->keep && h->pub && h->space >= 0) {
+        /* Handed over: the index keeps answering with this region. */
+        h->keep->map = h->pub;
+        h->keep->space = h->space;
+        h->pub = NULL;
+        h->space = -1;
+        h->map.held = NULL;
+        h->map.npages = 0;
+    }
     if (h->dedup && h->space >= 0)
         fy_dedup_remove_space(h->dedup, h->space);
+    free(h->pub);
+    h->pub = NULL;
+    h->keep = NULL;
     if (h->own)
         fy_dedup_destroy(h->dedup);
     fy_pagemap_fini(&h->map);
     h->dedup = NULL;
     h->space = -1;
     h->own = false;
+}
+
+void fy_kept_release(struct fy_dedup *d, struct fy_kept *k)
+{
+    if (!k || !k->map)
+        return;
+    if (d && k->space >= 0)
+        fy_dedup_remove_space(d, k->space);
+    fy_pagemap_fini(k->map);
+    free(k->map);
+    k->map = NULL;
+    k->space = -1;
 }

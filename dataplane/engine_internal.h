@@ -67,7 +67,9 @@ static inline uint64_t fy_session_wire_bytes(const struct fy_session *s)
 {
     uint64_t b = 0;
     for (unsigned i = 0; i < s->nstreams; i++)
-        b += s->streams[i]->tx_wire_bytes + s->streams[i]->rx_wire_bytes;
+        /* relaxed loads: packet transports update these from pump threads */
+        b += __atomic_load_n(&s->streams[i]->tx_wire_bytes, __ATOMIC_RELAXED) +
+             __atomic_load_n(&s->streams[i]->rx_wire_bytes, __ATOMIC_RELAXED);
     return b;
 }
 
@@ -94,16 +96,22 @@ static inline void fy_send_error(struct fy_stream *s, int code, const char *msg)
 /* One side's record of what the target holds: the page map of 'r', joined
  * to 'shared' (gang dedup) or to an index of its own.  Checks first that the
  * session's region size is r's.  fy_held_close() undoes whatever part of it
- * was done, so it is called on failure too. */
+ * was done, so it is called on failure too; with 'keep' (and 'shared') it
+ * leaves the page map in the index and hands it over instead. */
 struct fy_held {
     struct fy_pagemap map;
     struct fy_dedup *dedup;
     int space; /* -1 until joined */
     bool own;  /* the index is ours to destroy */
+    /* A shared index points at this copy of 'map' (same 'held' array), so
+     * that it can outlive the migration: see fy_source_params.keep. */
+    struct fy_pagemap *pub;
+    struct fy_kept *keep;
 };
 
 int fy_held_open(struct fy_held *h, struct fy_region *r,
-                 const struct fy_session *s, struct fy_dedup *shared);
+                 const struct fy_session *s, struct fy_dedup *shared,
+                 struct fy_kept *keep);
 void fy_held_close(struct fy_held *h);
 
 #endif /* FERRY_ENGINE_INTERNAL_H */

@@ -11,6 +11,9 @@
 #define DEFAULT_DOWNTIME_MS 300
 #define DEFAULT_MAX_ROUNDS 30
 #define MAX_FIXUPS 3
+/* How long the end of a failed migration waits for a zero-copy transport
+ * to let go of page data before shutting the session down. */
+#define RELEASE_WAIT_MS 2000
 
 struct src;
 
@@ -20,8 +23,17 @@ struct sender {
     struct fy_stream *stream;
     pthread_t tid;
     struct fy_round_counts counts;
+    uint64_t shared_refs; /* of counts.ref_pages: into another region */
     uint64_t *pages;      /* FY_BATCH_PAGES page numbers being sent */
-    uint8_t *buf;         /* FY_BATCH_PAGES pages of content */
+    uint8_t *buf;         /* FY_BATCH_PAGES pages of content: bufs[cur] */
+    /* A zero-copy transport (stream->tx_mark) sends page data in place
+     * until the peer acknowledged it, so the two buffers alternate: one is
+     * refilled only once what was sent from it is acknowledged (mark),
+     * while the other's pages are in flight. */
+    uint8_t *bufs[2];
+    unsigned cur;
+    uint64_t mark[2];
+    bool in_flight[2];
     struct fy_op *ops;    /* FY_BATCH_PAGES operations */
     struct fy_op *page_ops; /* the batch's PAGE operations, sent last */
     fy_hash128 hashes[FY_BATCH_PAGES];
@@ -58,6 +70,37 @@ static bool cancelled(const struct src *m)
 }
 
 /* ---- classification and sending ---------------------------------------- */
+
+/* Makes w->buf a page buffer the transport no longer refers to.  Without
+ * zero-copy the one buffer is always free again. */
+static int take_buf(struct sender *w)
+{
+    struct fy_stream *s = w->stream;
+    int rc;
+
+    if (!s->tx_mark)
+        return 0;
+    w->cur ^= 1;
+    w->buf = w->bufs[w->cur];
+    if (w->in_flight[w->cur]) {
+        /* The session's own timeout ends a wait on a vanished peer. */
+        if ((rc = s->tx_wait(s, w->mark[w->cur], -1)) < 0)
+            return rc;
+        w->in_flight[w->cur] = false;
+    }
+    return 0;
+}
+
+/* Notes that pages of w->buf were handed to the transport. */
+static void sent_from_buf(struct sender *w)
+{
+    struct fy_stream *s = w->stream;
+
+    if (s->tx_mark) {
+        w->mark[w->cur] = s->tx_mark(s);
+        w->in_flight[w->cur] = true;
+    }
+}
 
 /* Reads, classifies and sends 'n' pages (m->pages).  Zero pages travel as
  * ranges, content the target holds as references, the rest whole. */
@@ -101,7 +144,7 @@ static int send_batch(struct sender *w, unsigned n)
     unsigned nops = 0, npages = 0;
     int rc;
 
-    if ((rc = batch_data(w, n)) < 0)
+    if ((rc = take_buf(w)) < 0 || (rc = batch_data(w, n)) < 0)
         return rc;
     /* Hash the batch first and start loading each hash's index slot, so
      * the lookups below find them in cache rather than wait on each. */
@@ -142,6 +185,7 @@ static int send_batch(struct sender *w, unsigned n)
         if (fy_dedup_lookup(m->idx.dedup, h, &loc) &&
             !(loc.space == (uint32_t)m->idx.space && loc.page == page)) {
             w->counts.ref_pages++;
+            w->shared_refs += loc.space != (uint32_t)m->idx.space;
             w->ops[nops++] = (struct fy_op){.type = FY_OP_REF, .offset = off,
                                             .hash = h};
             continue;
@@ -159,7 +203,11 @@ static int send_batch(struct sender *w, unsigned n)
     memcpy(w->ops + nops, w->page_ops, npages * sizeof(*w->ops));
     nops += npages;
     w->counts.ops += nops;
-    return nops ? fy_stream_send_all(w->stream, w->ops, nops) : 0;
+    if (!nops)
+        return 0;
+    rc = fy_stream_send_all(w->stream, w->ops, nops);
+    sent_from_buf(w);
+    return rc;
 }
 
 /* Sends this stream's share of the round, then its ROUND_END. */
@@ -170,6 +218,7 @@ static int send_round(struct sender *w)
     int rc;
 
     memset(&w->counts, 0, sizeof(w->counts));
+    w->shared_refs = 0;
     for (;;) {
         uint64_t c = __atomic_fetch_add(&m->next_chunk, 1, __ATOMIC_RELAXED);
         if (c >= m->nchunks)
@@ -320,6 +369,8 @@ static int finish_round(struct src *m, struct fy_round_stats *st)
                 w->pages[n] = missed[i];
                 fy_pagemap_set(&m->idx.map, missed[i], FY_HASH_UNKNOWN);
             }
+            if ((rc = take_buf(w)) < 0)
+                goto out;
             rc = fy_region_read_pages(m->r, w->pages, n, w->buf);
             if (rc < 0)
                 goto out;
@@ -334,12 +385,19 @@ static int finish_round(struct src *m, struct fy_round_stats *st)
             }
             w->counts.pages += n;
             w->counts.ops += n;
-            if ((rc = fy_stream_send_all(s0, w->ops, n)) < 0)
+            rc = fy_stream_send_all(s0, w->ops, n);
+            sent_from_buf(w);
+            if (rc < 0)
                 goto out;
         }
         st->pages_resent += nmiss;
         st->pages_sent += nmiss;
         st->pages_dup -= nmiss < st->pages_dup ? nmiss : st->pages_dup;
+        /* Misses are mostly references across regions (content another
+         * migration had not delivered yet): count them off those first. */
+        st->pages_dup_shared -= nmiss < st->pages_dup_shared ? nmiss : st->pages_dup_shared;
+        if (st->pages_dup_shared > st->pages_dup)
+            st->pages_dup_shared = st->pages_dup;
         struct fy_op end = {.type = FY_OP_ROUND_END, .offset = m->round,
                             .flags = FY_OP_F_FIXUP | (m->final ? FY_OP_F_FINAL : 0),
                             .data = &w->counts, .len = sizeof(w->counts)};
@@ -383,6 +441,7 @@ static int run_round(struct src *m, struct fy_round_stats *st)
         st->pages_sent += m->senders[i].counts.pages;
         st->pages_zero += m->senders[i].counts.zero_pages;
         st->pages_dup += m->senders[i].counts.ref_pages;
+        st->pages_dup_shared += m->senders[i].shared_refs;
     }
     return finish_round(m, st);
 }
@@ -555,7 +614,7 @@ static int src_init(struct src *m, struct fy_region *r, struct fy_session *s,
     m->npages = fy_region_pages(r);
     m->nwords = (m->npages + 63) / 64;
     m->zero_hash = fy_hash_zero_page();
-    if ((rc = fy_held_open(&m->idx, r, s, m->p.dedup)) < 0)
+    if ((rc = fy_held_open(&m->idx, r, s, m->p.dedup, m->p.keep)) < 0)
         return rc;
     m->dirty = calloc(m->nwords, 8);
     m->scratch_bm = calloc(m->nwords, 8);
@@ -571,10 +630,13 @@ static int src_init(struct src *m, struct fy_region *r, struct fy_session *s,
         w->pages = malloc(FY_BATCH_PAGES * sizeof(*w->pages));
         w->ops = malloc(FY_BATCH_PAGES * sizeof(*w->ops));
         w->page_ops = malloc(FY_BATCH_PAGES * sizeof(*w->page_ops));
-        if (posix_memalign((void **)&w->buf, 4096,
-                           (size_t)FY_BATCH_PAGES << FY_PAGE_SHIFT) != 0)
-            w->buf = NULL;
-        if (!w->pages || !w->ops || !w->page_ops || !w->buf)
+        for (unsigned b = 0; b < (w->stream->tx_mark ? 2u : 1u); b++)
+            if (posix_memalign((void **)&w->bufs[b], 4096,
+                               (size_t)FY_BATCH_PAGES << FY_PAGE_SHIFT) != 0)
+                w->bufs[b] = NULL;
+        w->buf = w->bufs[0];
+        if (!w->pages || !w->ops || !w->page_ops || !w->buf ||
+            (w->stream->tx_mark && !w->bufs[1]))
             return fy_error(FY_E_NOMEM, "no memory for sender %u", i);
     }
     return 0;
@@ -587,7 +649,8 @@ static void src_fini(struct src *m)
             free(m->senders[i].pages);
             free(m->senders[i].ops);
             free(m->senders[i].page_ops);
-            free(m->senders[i].buf);
+            free(m->senders[i].bufs[0]);
+            free(m->senders[i].bufs[1]);
         }
     free(m->senders);
     free(m->dirty);
@@ -596,12 +659,38 @@ static void src_fini(struct src *m)
     fy_held_close(&m->idx);
 }
 
+/* Before the page buffers are freed and the caller may change the region:
+ * a zero-copy transport lets go of every page it was given (acknowledged),
+ * or, failing that (the peer is gone), the session is shut down so that it
+ * reads none of them again.  Returns the first error of a wait. */
+static int release_pages(struct src *m, int timeout_ms)
+{
+    int first = 0;
+
+    for (unsigned i = 0; m->senders && i < m->s->nstreams; i++) {
+        struct fy_stream *s = m->s->streams[i];
+        int rc;
+
+        if (!s->tx_mark)
+            continue;
+        rc = s->tx_wait(s, s->tx_mark(s), timeout_ms);
+        if (rc < 0) {
+            if (!first)
+                first = rc;
+            fy_session_shutdown(m->s);
+            break;
+        }
+    }
+    return first;
+}
+
 static void add_round(struct fy_migration_stats *tot, const struct fy_round_stats *st)
 {
     tot->rounds = st->round;
     tot->pages_sent += st->pages_sent;
     tot->pages_zero += st->pages_zero;
     tot->pages_dup += st->pages_dup;
+    tot->pages_dup_shared += st->pages_dup_shared;
     tot->pages_resent += st->pages_resent;
 }
 
@@ -711,6 +800,8 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
     for (unsigned i = 0; i < s->nstreams; i++)
         if ((rc = fy_stream_send_all(s->streams[i], &done, 1)) < 0)
             goto out;
+    if ((rc = release_pages(&m, -1)) < 0)
+        goto out;
     tot.seconds = fy_now() - t_start;
     tot.downtime = t_pause > 0 ? fy_now() - t_pause : 0;
     rc = 0;
@@ -722,7 +813,13 @@ out:
         snprintf(msg, sizeof(msg), "%s", fy_error_detail());
         int saved = rc;
         fy_send_error(s->streams[0], rc, msg);
+        release_pages(&m, RELEASE_WAIT_MS);
         rc = fy_error(-saved, "%s", msg);
+    } else if (rc < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", fy_error_detail());
+        release_pages(&m, RELEASE_WAIT_MS);
+        rc = fy_error(-rc, "%s", msg);
     }
     if (out)
         *out = tot;

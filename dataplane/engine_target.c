@@ -638,7 +638,7 @@ static int tgt_init(struct tgt *m, struct fy_region *r, struct fy_session *s,
     fy_first_error_init(&m->err);
     m->npages = fy_region_pages(r);
     m->zero_hash = fy_hash_zero_page();
-    if ((rc = fy_held_open(&m->idx, r, s, m->p.dedup)) < 0)
+    if ((rc = fy_held_open(&m->idx, r, s, m->p.dedup, m->p.keep)) < 0)
         return rc;
     if (m->p.fresh)
         for (uint64_t i = 0; i < m->npages; i++)

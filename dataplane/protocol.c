@@ -125,6 +125,8 @@ const char *fy_proto_type_name(unsigned type)
         return "ERROR";
     case FY_OP_DONE:
         return "DONE";
+    case FY_OP_DATA:
+        return "DATA";
     case FY_FRAME_PAGES:
         return "PAGES";
     case FY_FRAME_HELLO:
@@ -139,7 +141,7 @@ const char *fy_proto_type_name(unsigned type)
 static bool type_known(unsigned type)
 {
     return (type >= FY_OP_PAGE && type <= FY_OP_DONE) ||
-           type == FY_FRAME_PAGES || type == FY_FRAME_HELLO ||
+           type == FY_OP_DATA || type == FY_FRAME_PAGES || type == FY_FRAME_HELLO ||
            type == FY_FRAME_HELLO_ACK;
 }
 
@@ -167,6 +169,8 @@ static struct len_rule payload_rule(unsigned type)
         return (struct len_rule){HASH_PAYLOAD, HASH_PAYLOAD, 1};
     case FY_OP_ERROR:
         return (struct len_rule){0, FY_ERROR_MSG_MAX, 1};
+    case FY_OP_DATA:
+        return (struct len_rule){0, FY_DATA_MAX, 1};
     case FY_FRAME_PAGES:
         return (struct len_rule){PAGES_UNIT, FY_PAGES_MAX * PAGES_UNIT, PAGES_UNIT};
     case FY_FRAME_HELLO:
@@ -268,6 +272,8 @@ static int check_header_rules(bool enc, unsigned type, uint8_t flags,
     case FY_OP_ROUND_END:
     case FY_OP_ROUND_ACK:
         return 0; /* arg is the round: any value */
+    case FY_OP_DATA:
+        return 0; /* arg is the application's tag: any value */
     case FY_FRAME_PAGES:
         if (arg == 0 || arg > FY_PAGES_MAX)
             return fy_error(rule_code(enc, FY_E_PROTO),
@@ -338,6 +344,11 @@ static bool payload_sizes(const struct fy_op *op, uint32_t *length,
                                     ? FY_ERROR_MSG_MAX
                                     : (uint32_t)op->len;
         return true;
+    case FY_OP_DATA:
+        if (op->len > FY_DATA_MAX)
+            return false;
+        *length = *inline_len = (uint32_t)op->len;
+        return true;
     case FY_OP_ZERO:
     case FY_OP_REF:
     case FY_OP_ROUND_END:
@@ -394,6 +405,11 @@ static int check_op_payload(const struct fy_op *op, uint32_t length)
             return fy_error(FY_E_INVAL, "ERROR operation: message is NULL "
                             "with length %" PRIu64, op->len);
         return 0;
+    case FY_OP_DATA:
+        if (length && !op->data)
+            return fy_error(FY_E_INVAL, "DATA operation: data is NULL "
+                            "with length %" PRIu64, op->len);
+        return 0;
     default:
         return 0;
     }
@@ -426,6 +442,11 @@ int fy_proto_encode(const struct fy_op *op, uint8_t *buf, size_t cap)
                             "MISS operation: length %" PRIu64
                             ", must be 8..%u bytes in steps of 8",
                             op->len, MISS_PAYLOAD_MAX);
+        if (op->type == FY_OP_DATA)
+            return fy_error(FY_E_INVAL,
+                            "DATA operation: %" PRIu64
+                            " bytes, at most %u per operation",
+                            op->len, FY_DATA_MAX);
         return fy_error(FY_E_INVAL, "operation of unknown type %u",
                         op->type);
     }
@@ -479,6 +500,7 @@ int fy_proto_encode(const struct fy_op *op, uint8_t *buf, size_t cap)
         }
         break;
     case FY_OP_ERROR:
+    case FY_OP_DATA:
         if (length)
             memcpy(p, op->data, length);
         break;
@@ -488,6 +510,33 @@ int fy_proto_encode(const struct fy_op *op, uint8_t *buf, size_t cap)
     put_header(buf, op->type, op->flags, length, op->offset,
                sum32(p, inline_len));
     return (int)(FY_FRAME_HDR_SIZE + inline_len);
+}
+
+int fy_proto_encode_data_header(const struct fy_op *op, uint8_t *buf,
+                                size_t cap)
+{
+    uint32_t length, inline_len;
+    int rc;
+
+    if (!op || !buf || op->type != FY_OP_DATA)
+        return fy_error(FY_E_INVAL, "fy_proto_encode_data_header: not a DATA "
+                        "operation");
+    if (!payload_sizes(op, &length, &inline_len))
+        return fy_error(FY_E_INVAL,
+                        "DATA operation: %" PRIu64
+                        " bytes, at most %u per operation",
+                        op->len, FY_DATA_MAX);
+    rc = check_header_rules(true, op->type, op->flags, op->offset, NULL);
+    if (!rc)
+        rc = check_op_payload(op, length);
+    if (rc)
+        return rc;
+    if (cap < FY_FRAME_HDR_SIZE)
+        return fy_error(FY_E_NOSPACE, "DATA operation: header of %u bytes, "
+                        "buffer of %zu", FY_FRAME_HDR_SIZE, cap);
+    put_header(buf, FY_OP_DATA, 0, length, op->offset,
+               sum32(length ? op->data : buf, length));
+    return FY_FRAME_HDR_SIZE;
 }
 
 /* ---- decoding --------------------------------------------------------- */
@@ -647,6 +696,10 @@ static int read_payload(const struct frame_hdr *h, const uint8_t *p,
     case FY_OP_ERROR:
         if (h->arg == 0 || h->arg >= FY_E__COUNT)
             op->offset = FY_E_PEER;
+        op->data = p;
+        op->len = h->length;
+        return 0;
+    case FY_OP_DATA:
         op->data = p;
         op->len = h->length;
         return 0;

@@ -79,6 +79,14 @@ size_t fy_proto_encoded_size(const struct fy_op *op);
  * than FY_ERROR_MSG_MAX is cut. */
 int fy_proto_encode(const struct fy_op *op, uint8_t *buf, size_t cap);
 
+/* Encodes only the 24-byte header of a DATA operation (its payload
+ * checksum covers op->data), so a sender can pass the bytes to the socket
+ * from where they are instead of copying them behind the header.  Returns
+ * FY_FRAME_HDR_SIZE or a negative error as fy_proto_encode(); the caller
+ * sends op->len bytes of op->data right after. */
+int fy_proto_encode_data_header(const struct fy_op *op, uint8_t *buf,
+                                size_t cap);
+
 /* Decodes the frame at the start of buf[0..avail).
  *
  * Returns 0 and fills *op and *frame_len (bytes consumed) for a complete,

@@ -6,11 +6,24 @@
 
 static const struct fy_transport_ops *const transports[] = {
     &fy_transport_tcp,
+#ifdef FY_HAVE_DPDK
+    &fy_transport_dpdk,
+#endif
+#ifdef FY_HAVE_XDP
+    &fy_transport_xdp,
+#endif
 };
 
 const char *fy_transport_names(void)
 {
-    return "tcp";
+    return "tcp"
+#ifdef FY_HAVE_DPDK
+           ",dpdk"
+#endif
+#ifdef FY_HAVE_XDP
+           ",xdp"
+#endif
+        ;
 }
 
 const struct fy_transport_ops *fy_transport_find(const char *name)

@@ -1,6 +1,7 @@
 /* The two-process pipeline run and its same-run baselines. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -219,82 +220,149 @@ int fy_bench_raw_tcp(struct fy_region *src, unsigned streams, double *seconds,
 
 /* ---- the pipeline ------------------------------------------------------- */
 
-/* The engine passes one context to all its callbacks: route them. */
-struct relay {
-    struct fy_bench_writer *w;
-    fy_round_fn fn;
-    void *ctx;
-};
-
-static int relay_dirty_sync(void *ctx, uint64_t *bitmap, uint64_t npages)
-{
-    return fy_bench_writer_dirty_sync(((struct relay *)ctx)->w, bitmap, npages);
-}
-
-static int relay_pause(void *ctx)
-{
-    return fy_bench_writer_pause(((struct relay *)ctx)->w);
-}
-
-static void relay_round(void *ctx, const struct fy_round_stats *st)
-{
-    struct relay *rl = ctx;
-    rl->fn(rl->ctx, st);
-}
-
-struct target_report {
+/* What a side's process tells the parent, over a pipe: first (target only)
+ * where it listens, then how the migration went. */
+struct side_msg {
+    int kind;               /* MSG_LISTENING or MSG_DONE */
     int rc;
-    double cpu;
-    struct fy_migration_stats st;
+    char addr[64];
+    struct fy_bench_side_result res;
     char detail[512];
 };
 
-static void run_target(const struct fy_transport_ops *t, struct fy_listener *l,
-                       struct fy_region *dst, int out_fd)
-{
-    struct target_report rep = {0};
-    struct fy_session *s = NULL;
-    struct fy_accept_params ap = {.region_size = fy_region_size(dst),
-                                  .placement = fy_region_base(dst),
-                                  .receiver_checks_pages = true};
-    struct fy_target_params tp = {.fresh = true};
+enum { MSG_LISTENING = 1, MSG_DONE = 2 };
 
-    /* The destination VM's memory exists before its pages arrive (QEMU with
-     * -mem-prealloc, or a placeholder VM): allocate it before accepting.
-     * Page tables of shared mappings are not inherited, so this is done
-     * here, in the target process. */
-    rep.rc = fy_region_prefault(dst);
-    double cpu0 = cpu_seconds(RUSAGE_SELF);
-    if (rep.rc == 0)
-        rep.rc = t->accept(l, &ap, &s);
-    if (rep.rc == 0)
-        rep.rc = fy_migrate_target(dst, s, &tp, &rep.st);
-    if (rep.rc < 0)
-        snprintf(rep.detail, sizeof(rep.detail), "%s", fy_error_detail());
-    fy_session_close(s);
-    rep.cpu = cpu_seconds(RUSAGE_SELF) - cpu0;
-    if (write(out_fd, &rep, sizeof(rep)) != sizeof(rep))
-        _exit(2);
-    _exit(rep.rc < 0 ? 1 : 0);
+struct side_ctx {
+    const struct fy_pipeline_cfg *cfg;
+    int fd;
+};
+
+static void side_send(int fd, const struct side_msg *m)
+{
+    if (write(fd, m, sizeof(*m)) != sizeof(*m))
+        _exit(3);
+}
+
+static void target_listening(void *ctx, const char *addr)
+{
+    struct side_ctx *c = ctx;
+    struct side_msg m = {.kind = MSG_LISTENING};
+
+    snprintf(m.addr, sizeof(m.addr), "%s", addr);
+    side_send(c->fd, &m);
+}
+
+/* Runs one side in this (forked) process and exits with its result. */
+static void __attribute__((noreturn))
+side_main(const struct fy_pipeline_cfg *cfg, const struct fy_bench_env *env,
+          enum fy_bench_side side, struct fy_region *region, const char *addr, int fd)
+{
+    struct side_ctx c = {.cfg = cfg, .fd = fd};
+    struct fy_bench_side_cfg sc = {
+        .transport = cfg->transport, .addr = addr, .params = env->params[side],
+        .size = cfg->size, .streams = cfg->streams, .dirty_rate = cfg->dirty_rate,
+        .rehash = cfg->rehash, .downtime_ms = cfg->downtime_ms,
+        .max_rounds = cfg->max_rounds,
+    };
+    struct side_msg m = {.kind = MSG_DONE};
+
+    if ((m.rc = fy_bench_env_enter(env, side)) == 0) {
+        if (side == FY_BENCH_TARGET) {
+            sc.on_listen = target_listening;
+            sc.ctx = &c;
+            m.rc = fy_bench_recv_region(&sc, region, &m.res);
+        } else {
+            sc.on_round = cfg->on_round;
+            sc.ctx = cfg->ctx;
+            m.rc = fy_bench_send_region(&sc, region, &m.res);
+        }
+    }
+    if (m.rc < 0)
+        snprintf(m.detail, sizeof(m.detail), "%s", fy_error_detail());
+    fflush(stdout);
+    side_send(fd, &m);
+    _exit(m.rc < 0 ? 1 : 0);
+}
+
+static pid_t side_fork(const struct fy_pipeline_cfg *cfg, const struct fy_bench_env *env,
+                       enum fy_bench_side side, struct fy_region *region, const char *addr,
+                       int *fd)
+{
+    int pfd[2];
+    pid_t pid;
+
+    if (pipe(pfd) < 0)
+        return fy_error_sys("pipe");
+    /* What this process printed must not be printed again by the child. */
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return fy_error_sys("fork");
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        side_main(cfg, env, side, region, addr, pfd[1]);
+    }
+    close(pfd[1]);
+    *fd = pfd[0];
+    return pid;
+}
+
+/* Reads the next message of a side; a side that died is an error, and a
+ * side silent for 'timeout_ms' (-1: no limit) too. */
+static int side_read(int fd, const char *who, int timeout_ms, struct side_msg *m)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    size_t got = 0;
+
+    while (got < sizeof(*m)) {
+        int r = poll(&p, 1, timeout_ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            return fy_error(FY_E_TIMEOUT, "the %s process said nothing for %d ms", who,
+                            timeout_ms);
+        ssize_t k = read(fd, (char *)m + got, sizeof(*m) - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return fy_error(FY_E_IO, "the %s process died", who);
+        got += (size_t)k;
+    }
+    return 0;
+}
+
+static void side_reap(pid_t *pid, int *fd, bool kill_it)
+{
+    int status;
+
+    if (*pid > 0) {
+        if (kill_it)
+            kill(*pid, SIGKILL);
+        waitpid(*pid, &status, 0);
+        *pid = -1;
+    }
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
 }
 
 /* One repetition over an already filled source region. */
-static int run_once(const struct fy_pipeline_cfg *cfg, struct fy_region *src,
-                    struct fy_pipeline_result *res)
+static int run_once(const struct fy_pipeline_cfg *cfg, const struct fy_bench_env *env,
+                    struct fy_region *src, struct fy_pipeline_result *res)
 {
-    const struct fy_transport_ops *t;
     struct fy_region *dst = NULL;
-    struct fy_listener *l = NULL;
-    struct fy_session *s = NULL;
-    struct fy_bench_writer *w = NULL;
-    struct target_report rep = {0};
-    int pfd[2] = {-1, -1}, rc, status;
-    pid_t pid = -1;
+    struct side_msg tm = {0}, sm = {0};
+    pid_t tpid = -1, spid = -1;
+    int tfd = -1, sfd = -1, rc;
 
     memset(res, 0, sizeof(*res));
-    if (!(t = fy_transport_find(cfg->transport ? cfg->transport : "tcp")))
-        return -FY_E_NOTFOUND;
     res->streams = fy_bench_streams(cfg);
+    snprintf(res->env_note, sizeof(res->env_note), "%s", env->note);
     if (cfg->baselines) {
         if ((rc = fy_bench_memcpy(src, &res->memcpy_seconds)) < 0)
             goto out;
@@ -303,79 +371,53 @@ static int run_once(const struct fy_pipeline_cfg *cfg, struct fy_region *src,
             goto out;
     }
 
-    /* The destination VM's memory exists before its pages arrive (as QEMU
-     * with -mem-prealloc or a placeholder VM): allocate it up front. */
+    /* Shared with the target process, which writes into it. */
     if ((rc = fy_region_create_memfd("ferry-perf-dst", cfg->size, &dst)) < 0)
         goto out;
-    if ((rc = t->listen("127.0.0.1:0", NULL, &l)) < 0)
+    if ((rc = tpid = side_fork(cfg, env, FY_BENCH_TARGET, dst, env->listen, &tfd)) < 0)
         goto out;
-    if (pipe(pfd) < 0) {
-        rc = fy_error_sys("pipe");
+    /* Setting up a port (a DPDK EAL, an XDP program) takes a while, not
+     * minutes. */
+    if ((rc = side_read(tfd, "target", 120000, &tm)) < 0)
+        goto out;
+    if (tm.kind != MSG_LISTENING) {
+        rc = fy_error(tm.rc < 0 ? -tm.rc : FY_E_IO, "target: %s", tm.detail);
         goto out;
     }
-    pid = fork();
-    if (pid < 0) {
-        rc = fy_error_sys("fork");
+    if ((rc = spid = side_fork(cfg, env, FY_BENCH_SOURCE, src, tm.addr, &sfd)) < 0)
         goto out;
+    rc = side_read(sfd, "source", -1, &sm);
+    if (rc == 0 && sm.rc < 0)
+        rc = fy_error(-sm.rc, "source: %s", sm.detail);
+    /* A target whose source failed may wait for its timeout: it gets a
+     * while to notice, then it is stopped. */
+    char why[512] = "";
+    if (rc < 0)
+        snprintf(why, sizeof(why), "%s", fy_error_detail());
+    if (side_read(tfd, "target", rc < 0 ? 5000 : 120000, &tm) < 0) {
+        tm.rc = -FY_E_IO;
+        if (rc == 0)
+            rc = -FY_E_IO; /* side_read said why */
+        else
+            fy_error(-rc, "%s", why); /* the source's failure is the news */
+    } else if (rc == 0 && tm.rc < 0) {
+        rc = fy_error(-tm.rc, "target: %s", tm.detail);
     }
-    if (pid == 0) {
-        close(pfd[0]);
-        run_target(t, l, dst, pfd[1]);
-    }
-    close(pfd[1]);
-    pfd[1] = -1;
-
-    struct fy_transport_opts o = {.streams = res->streams};
-    struct fy_session_info info = {.region_size = cfg->size, .caps = FY_CAPS_V1};
-    if ((rc = t->connect(l->addr, &o, &info, &s)) < 0)
-        goto out;
-    if (cfg->dirty_rate > 0 && (rc = fy_bench_writer_start(src, cfg->dirty_rate, 7, &w)) < 0)
-        goto out;
-
-    struct relay rl = {.w = w, .fn = cfg->on_round, .ctx = cfg->ctx};
-    struct fy_source_params sp = {
-        .downtime_ms = cfg->downtime_ms,
-        .max_rounds = cfg->max_rounds,
-        .dirty_sync = (w && !cfg->rehash) ? relay_dirty_sync : NULL,
-        .pause = w ? relay_pause : NULL,
-        .on_round = cfg->on_round ? relay_round : NULL,
-        .ctx = &rl,
-    };
-    double c0 = cpu_seconds(RUSAGE_SELF);
-    rc = fy_migrate_source(src, s, &sp, &res->src);
-    res->src_cpu = cpu_seconds(RUSAGE_SELF) - c0;
-    res->writes = fy_bench_writer_writes(w);
-    fy_bench_writer_stop(w);
-    w = NULL;
-    fy_session_close(s);
-    s = NULL;
-
-    if (read(pfd[0], &rep, sizeof(rep)) != sizeof(rep)) {
-        rep.rc = -FY_E_IO;
-        snprintf(rep.detail, sizeof(rep.detail), "the target process died");
-    }
-    waitpid(pid, &status, 0);
-    pid = -1;
-    res->tgt = rep.st;
-    res->tgt_cpu = rep.cpu;
-    res->target_rc = rep.rc;
-    if (rc == 0 && rep.rc < 0)
-        rc = fy_error(-rep.rc, "target: %s", rep.detail);
+    res->src = sm.res.st;
+    res->src_cpu = sm.res.cpu;
+    res->writes = sm.res.writes;
+    res->tgt = tm.res.st;
+    res->tgt_cpu = tm.res.cpu;
+    res->target_rc = tm.rc;
+    snprintf(res->mode, sizeof(res->mode), "%s",
+             tm.res.mode[0] ? tm.res.mode : sm.res.mode);
+    res->src_side = sm.res;
+    res->tgt_side = tm.res;
     if (rc == 0 && cfg->check_bytes)
         res->identical = memcmp(fy_region_base(src), fy_region_base(dst), cfg->size) == 0;
 out:
-    fy_bench_writer_stop(w);
-    fy_session_close(s);
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
-    if (l)
-        l->ops->listener_close(l);
-    if (pfd[0] >= 0)
-        close(pfd[0]);
-    if (pfd[1] >= 0)
-        close(pfd[1]);
+    side_reap(&spid, &sfd, rc < 0);
+    side_reap(&tpid, &tfd, rc < 0);
     fy_region_close(dst);
     return rc;
 }
@@ -384,21 +426,31 @@ int fy_bench_pipeline(const struct fy_pipeline_cfg *cfg,
                       struct fy_pipeline_result *res)
 {
     struct fy_region *src = NULL;
+    struct fy_bench_env env;
     struct fy_bench_fill fill = {.dup_ratio = cfg->dup_ratio,
                                  .zero_ratio = cfg->zero_ratio, .seed = 1};
+    const char *name = cfg->transport ? cfg->transport : "tcp";
     unsigned repeat = cfg->repeat ? cfg->repeat : 1;
     int rc;
 
     memset(res, 0, sizeof(*res));
-    if ((rc = fy_region_create_memfd("ferry-perf-src", cfg->size, &src)) < 0)
+    if (!fy_transport_find(name))
+        return -FY_E_NOTFOUND;
+    if ((rc = fy_bench_env_setup(name, cfg->params, &env)) < 0)
         return rc;
+    struct fy_pipeline_cfg c = *cfg;
+    c.transport = name;
+    if ((rc = fy_region_create_memfd("ferry-perf-src", cfg->size, &src)) < 0)
+        goto out;
     if ((rc = fy_bench_fill_region(src, &fill)) < 0)
         goto out;
     /* The machine is shared and noisy: keep the best of each measurement,
      * as perftest reports peak bandwidth; every repetition must verify. */
     for (unsigned i = 0; i < repeat; i++) {
         struct fy_pipeline_result r;
-        if ((rc = run_once(cfg, src, &r)) < 0)
+        if (c.on_run)
+            c.on_run(c.ctx, i + 1);
+        if ((rc = run_once(&c, &env, src, &r)) < 0)
             goto out;
         if (i == 0) {
             *res = r;
@@ -424,5 +476,6 @@ int fy_bench_pipeline(const struct fy_pipeline_cfg *cfg,
     }
 out:
     fy_region_close(src);
+    fy_bench_env_teardown(&env);
     return rc;
 }

@@ -191,6 +191,20 @@ static int tcp_tx_burst(struct fy_stream *fs, const struct fy_op *ops,
             i += k;
             continue;
         }
+        if (ops[i].type == FY_OP_DATA && ops[i].len > 0) {
+            /* Like pages, the bytes go from the caller's buffer. */
+            if (FY_FRAME_HDR_SIZE > TX_HDR_SIZE - used || niov + 2 > TX_IOV_MAX)
+                break;
+            rc = fy_proto_encode_data_header(&ops[i], st->tx_hdr + used,
+                                             TX_HDR_SIZE - used);
+            if (rc < 0)
+                return rc;
+            iov[niov++] = (struct iovec){st->tx_hdr + used, (size_t)rc};
+            used += (size_t)rc;
+            iov[niov++] = (struct iovec){(void *)ops[i].data, (size_t)ops[i].len};
+            i++;
+            continue;
+        }
         size_t need = fy_proto_encoded_size(&ops[i]);
         if (need > TX_HDR_SIZE - used || niov + 1 > TX_IOV_MAX)
             break;
@@ -916,6 +930,7 @@ const struct fy_transport_ops fy_transport_tcp = {
     .abi = FY_TRANSPORT_ABI,
     .name = "tcp",
     .description = "protocol v1 frames over parallel TCP connections",
+    .data_max = FY_DATA_MAX,
     .listen = tcp_listen,
     .accept = tcp_accept,
     .listener_close = tcp_listener_close,

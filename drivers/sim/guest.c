@@ -60,19 +60,22 @@ static void fill_random(uint64_t *words, uint64_t state)
 
 /* Page p's content at first start.  Its class depends only on the shared
  * seed and p, so VMs with one seed hold the same "kernel" pages at the same
- * places: 40 % zero, 20 % from a pool of SHARED_POOL contents (also
- * duplicates within the VM), the rest unique to the VM. */
-static void start_page(uint64_t *page, uint64_t p, uint64_t shared_seed,
+ * places: by default 40 % zero, 20 % from a pool of SHARED_POOL contents
+ * (also duplicates within the VM), the rest unique to the VM.  The VM's
+ * workload line may change the shares and the pool (pool 0: each kernel
+ * page's content depends on its place only, so none repeats in the VM). */
+static void start_page(uint64_t *page, uint64_t p, const struct sim_vmconf *c,
                        uint64_t vm_seed)
 {
+    uint64_t shared_seed = c->shared_seed;
     uint64_t h = mix64(shared_seed ^ mix64(p));
     unsigned cls = (unsigned)(h % 100);
 
-    if (cls < 40)
+    if (cls < c->zero_pct)
         memset(page, 0, FY_PAGE_SIZE);
-    else if (cls < 60)
+    else if (cls < c->zero_pct + c->shared_pct)
         fill_random(page, mix64(shared_seed * 0x100000001b3ull +
-                                (h >> 32) % SHARED_POOL));
+                                (c->pool ? (h >> 32) % c->pool : p + SHARED_POOL)));
     else
         fill_random(page, mix64(vm_seed ^ mix64(p + 0x51ed270b27dull)));
 }
@@ -106,8 +109,7 @@ int sim_mem_create(const char *path, const struct sim_vmconf *c, bool zero)
         uint64_t n = npages - p < FILL_CHUNK_PAGES ? npages - p : FILL_CHUNK_PAGES;
         size_t len = (size_t)n * FY_PAGE_SIZE;
         for (uint64_t i = 0; i < n; i++)
-            start_page(buf + i * (FY_PAGE_SIZE / 8), p + i, c->shared_seed,
-                       vm_seed);
+            start_page(buf + i * (FY_PAGE_SIZE / 8), p + i, c, vm_seed);
         if (pwrite(fd, buf, len, (off_t)(p * FY_PAGE_SIZE)) != (ssize_t)len) {
             rc = errno ? fy_error_sys("cannot write memory file %s", path)
                        : fy_error(FY_E_NOSPACE, "short write to memory file %s",

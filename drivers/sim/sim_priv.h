@@ -37,6 +37,10 @@ struct sim_vmconf {
     double rate;          /* pages written per second */
     enum sim_pattern pattern;
     uint64_t shared_seed; /* VMs with equal seeds share "kernel" pages */
+    unsigned zero_pct;    /* start pattern: % of zero pages (40) ... */
+    unsigned shared_pct;  /* ... % of "kernel" pages (20) ... */
+    unsigned pool;        /* ... drawn from this many contents (512; 0: one
+                             per page, so none repeats within the VM) */
     unsigned ndevices;
     struct fy_device devices[FY_MAX_DEVICES];
     char nic_network[FY_MAX_DEVICES][FY_NAME_MAX]; /* by device index */

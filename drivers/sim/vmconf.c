@@ -143,9 +143,22 @@ static int parse_workload(struct sim_vmconf *c, char **tok, int ntok,
             if (errno || *end || !*v)
                 return BAD("VM config line %u: shared-seed '%s' is not a number",
                            line, v);
+        } else if (!strcmp(k, "zero") || !strcmp(k, "shared") || !strcmp(k, "pool")) {
+            unsigned long n;
+            errno = 0;
+            n = strtoul(v, &end, 10);
+            if (errno || *end || !*v || (k[0] != 'p' && n > 100) || n > (1ul << 30))
+                return BAD("VM config line %u: workload %s '%s' is not %s", line, k, v,
+                           k[0] == 'p' ? "a number of contents" : "a percentage (0-100)");
+            if (!strcmp(k, "zero"))
+                c->zero_pct = (unsigned)n;
+            else if (!strcmp(k, "shared"))
+                c->shared_pct = (unsigned)n;
+            else
+                c->pool = (unsigned)n;
         } else {
             return BAD("VM config line %u: unknown workload key '%s' (rate, "
-                       "pattern, shared-seed)", line, k);
+                       "pattern, shared-seed, zero, shared, pool)", line, k);
         }
     }
     return 0;
@@ -339,6 +352,9 @@ int sim_vmconf_parse(const char *text, struct sim_vmconf *c)
     c->managed = true;
     c->rate = 1000;
     c->shared_seed = 1;
+    c->zero_pct = 40;
+    c->shared_pct = 20;
+    c->pool = 512;
     copy_ = strdup(text);
     if (!copy_)
         return fy_error(FY_E_NOMEM, "no memory to parse a VM configuration");
@@ -353,6 +369,9 @@ int sim_vmconf_parse(const char *text, struct sim_vmconf *c)
         rc = BAD("VM config has no 'name' line");
     if (rc == 0 && !c->mem_bytes)
         rc = BAD("VM config of %s has no 'mem' line", c->name);
+    if (rc == 0 && c->zero_pct + c->shared_pct > 100)
+        rc = BAD("VM config of %s: workload zero=%u and shared=%u add up to more than "
+                 "100 %%", c->name, c->zero_pct, c->shared_pct);
     return rc;
 }
 
@@ -373,8 +392,9 @@ int sim_vmconf_format(const struct sim_vmconf *c, char **out)
     fprintf(f, "dynamic-memory %d\n", c->dynamic_memory);
     fprintf(f, "managed %d\n", c->managed);
     fprintf(f, "power %s\n", power_names[c->power]);
-    fprintf(f, "workload rate=%.17g pattern=%s shared-seed=%" PRIu64 "\n",
-            c->rate, pattern_names[c->pattern], c->shared_seed);
+    fprintf(f, "workload rate=%.17g pattern=%s shared-seed=%" PRIu64
+            " zero=%u shared=%u pool=%u\n", c->rate, pattern_names[c->pattern],
+            c->shared_seed, c->zero_pct, c->shared_pct, c->pool);
     for (unsigned i = 0; i < c->ndevices; i++) {
         const struct fy_device *dev = &c->devices[i];
         const char *path = dev->path[0] ? dev->path : "none";

@@ -40,7 +40,7 @@ extern "C" {
 
 /* Version of this contract. Bump when any structure or operation changes;
  * a driver built for another version is refused. */
-#define FY_DRIVER_ABI 1
+#define FY_DRIVER_ABI 2
 
 #define FY_NAME_MAX 64
 #define FY_PATH_MAX 256
@@ -61,6 +61,13 @@ enum fy_driver_cap {
     FY_DRV_FAILOVER = 1u << 6,  /* start a VM whose host is dead from shared
                                    storage (vm_define + vm_start) */
     FY_DRV_DEVICE_STATE = 1u << 7, /* device_state_save/load */
+    /* Quick migration moves memory region to region, not through a suspend
+     * image: the source VM paused, the target a placeholder from
+     * incoming_prepare whose memory_layout is filled in one round, then
+     * device_state_save/load and vm_resume at the target (QEMU: shared RAM
+     * backends and x-ignore-shared).  Preferred over vm_suspend/vm_restore
+     * when both hosts have it.  (ABI 2) */
+    FY_DRV_RAM_DIRECT = 1u << 8,
 };
 
 /* ---- inventory ------------------------------------------------------------ */
@@ -224,7 +231,8 @@ struct fy_driver_ops {
     /* Disconnects every NIC of a VM. NULL if unsupported. */
     int (*vm_disconnect_nics)(struct fy_driver *d, const char *vm);
 
-    /* -- memory (required with FY_DRV_LIVE or FY_DRV_QUICK) -- */
+    /* -- memory (required with FY_DRV_LIVE, FY_DRV_QUICK or
+     *    FY_DRV_RAM_DIRECT) -- */
 
     /* The regions of a running or paused VM's RAM. */
     int (*memory_layout)(struct fy_driver *d, const char *vm,
@@ -232,7 +240,8 @@ struct fy_driver_ops {
 
     /* Defines and starts a VM from 'config' that waits, paused, for its
      * memory to be filled: its memory_layout is then the destination.
-     * vm_resume starts it. Required with FY_DRV_LIVE. */
+     * vm_resume starts it (after device_state_load, when the driver has
+     * device state). Required with FY_DRV_LIVE or FY_DRV_RAM_DIRECT. */
     int (*incoming_prepare)(struct fy_driver *d, const char *config,
                             const char *name);
 
@@ -247,9 +256,15 @@ struct fy_driver_ops {
                           uint64_t *bitmap, uint64_t npages);
     int (*dirty_log_stop)(struct fy_driver *d, const char *vm);
 
-    /* -- device state (required with FY_DRV_DEVICE_STATE) -- */
+    /* -- device state (required with FY_DRV_DEVICE_STATE or
+     *    FY_DRV_RAM_DIRECT) -- */
 
-    /* The paused VM's device state ('*out' malloc'd, caller frees). */
+    /* The paused VM's device state ('*out' malloc'd, caller frees): all
+     * the hypervisor needs besides the memory regions (QEMU: its migration
+     * stream without the shared RAM).  It crosses the agents' control
+     * connection, hex-encoded in one message of at most 1 MiB: keep it
+     * under about 500 KiB (compress it). The loading side is a
+     * placeholder from incoming_prepare. */
     int (*device_state_save)(struct fy_driver *d, const char *vm, void **out,
                              size_t *len);
     int (*device_state_load)(struct fy_driver *d, const char *vm,

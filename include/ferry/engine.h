@@ -45,6 +45,9 @@ struct fy_round_stats {
     uint64_t pages_sent;    /* sent whole (new content) */
     uint64_t pages_zero;    /* sent as zero ranges */
     uint64_t pages_dup;     /* sent as references */
+    uint64_t pages_dup_shared; /* of pages_dup: references to content of
+                                  another region sharing the dedup index
+                                  (gang dedup across VMs) */
     uint64_t pages_resent;  /* references the target missed, sent again */
     uint64_t wire_bytes;    /* bytes on the wire, all streams, both ways */
     double seconds;         /* wall time of the round */
@@ -62,6 +65,7 @@ struct fy_migration_stats {
     uint64_t pages_sent;
     uint64_t pages_zero;
     uint64_t pages_dup;
+    uint64_t pages_dup_shared; /* see struct fy_round_stats */
     uint64_t pages_resent;
     uint64_t wire_bytes;
     double seconds;          /* from start to verified */
@@ -71,6 +75,17 @@ struct fy_migration_stats {
     bool verified;
     fy_hash128 digest;
 };
+
+/* A region's page map left in a shared dedup index after its migration
+ * ended (gang dedup: see fy_source_params.keep). */
+struct fy_kept {
+    struct fy_pagemap *map; /* malloc'd; NULL: nothing kept */
+    int space;              /* its space in the index */
+};
+
+/* Removes a kept page map's space from 'd' and frees it; then '*k' keeps
+ * nothing.  NULL or an empty one is a no-op. */
+void fy_kept_release(struct fy_dedup *d, struct fy_kept *k);
 
 /* Dirty log: fills 'bitmap' (one bit per page, npages bits, LSB first in
  * each 64-bit word) with the pages written since the previous call, and
@@ -96,6 +111,12 @@ struct fy_source_params {
     /* Shared with other migrations to the same target (gang dedup); NULL:
      * the engine keeps its own.  'space' is then this region's space. */
     struct fy_dedup *dedup;
+    /* With 'dedup': when the migration ends (also after a failure) this
+     * region's page map, what the target holds, stays in the index and is
+     * handed over here, so later migrations sharing the index still find
+     * that content; the caller ends it with fy_kept_release().  NULL: it
+     * leaves the index with the migration. */
+    struct fy_kept *keep;
     volatile int *cancel;   /* set non-zero to cancel before switchover */
 };
 
@@ -112,6 +133,10 @@ struct fy_target_params {
     fy_round_fn on_round;
     void *ctx;
     struct fy_dedup *dedup; /* content already at this host; NULL: own */
+    /* As fy_source_params.keep; the kept map's owner is 'dst', which must
+     * stay open until fy_kept_release() (a reference is resolved by
+     * reading it, and checked, since its VM may have written since). */
+    struct fy_kept *keep;
     bool fresh;             /* 'dst' was just created and reads as zero, so
                                zero ranges need no writes */
     int idle_timeout_ms;    /* give up after this long without a frame;

@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Version of this contract; a transport built for another is refused. */
-#define FY_TRANSPORT_ABI 1
+#define FY_TRANSPORT_ABI 3
 
 /* ---- operations ------------------------------------------------------ */
 
@@ -53,7 +53,18 @@ enum fy_op_type {
     FY_OP_VERIFY_RESULT = 8, /* hash = target's digest, offset = 1 if equal */
     FY_OP_ERROR = 9,     /* offset = fy_err code, data = message (len bytes) */
     FY_OP_DONE = 10,     /* the migration is over; the session may close */
+    /* 11 is the PAGES frame of protocol v1, not an operation. */
+    FY_OP_DATA = 12,     /* opaque bytes for the application on top of the
+                            stream (dataplane/qstream.c): offset = the
+                            application's channel tag (any value), len =
+                            0..FY_DATA_MAX bytes at data.  The transport
+                            carries them unchanged, whole, and in order
+                            with the stream's other operations, up to its
+                            data_max bytes (struct fy_transport_ops). */
 };
+
+/* Most bytes one DATA operation carries. */
+#define FY_DATA_MAX FY_PAGE_SIZE
 
 /* Counts one stream sent in one round; the receiver checks them against
  * what it received on that stream, so a lost operation cannot go unseen. */
@@ -113,7 +124,8 @@ struct fy_stream;
 
 /* Sends ops[0..n-1] in order.  Returns how many were accepted (0..n); the
  * caller sends the rest again.  The data of accepted operations may be
- * reused as soon as this returns.  Blocks until at least one is accepted or
+ * reused as soon as this returns, unless the stream has tx_mark/tx_wait
+ * (zero-copy, below).  Blocks until at least one is accepted or
  * the session's timeout passes (-FY_E_TIMEOUT).  One sending thread per
  * stream at a time; it may be another thread than the one receiving on the
  * stream, and different streams may be used from different threads. */
@@ -131,9 +143,24 @@ typedef int (*fy_tx_burst_fn)(struct fy_stream *s, const struct fy_op *ops,
 typedef int (*fy_rx_burst_fn)(struct fy_stream *s, struct fy_op *ops,
                               unsigned max, int timeout_ms);
 
+/* Zero-copy sending (optional, both NULL or both set).  A transport that
+ * hands PAGE data to the NIC in place (DPDK external buffers) keeps pointing
+ * at it after tx_burst returned, until the peer acknowledged it: the caller
+ * must not change or free that data before then.  tx_mark returns a mark
+ * for everything tx_burst accepted so far; tx_wait blocks until everything
+ * before 'mark' is acknowledged and the transport no longer refers to it
+ * (0), or fails (-FY_E_TIMEOUT after timeout_ms, -FY_E_CANCELLED, a broken
+ * stream).  Both are called from the stream's sending thread.  When NULL,
+ * op data may be reused as soon as tx_burst returns (tcp). */
+typedef uint64_t (*fy_tx_mark_fn)(struct fy_stream *s);
+typedef int (*fy_tx_wait_fn)(struct fy_stream *s, uint64_t mark,
+                             int timeout_ms);
+
 struct fy_stream {
     fy_tx_burst_fn tx_burst; /* hot path: plain pointers, no ops lookup */
     fy_rx_burst_fn rx_burst;
+    fy_tx_mark_fn tx_mark;   /* NULL unless the transport sends in place */
+    fy_tx_wait_fn tx_wait;
     struct fy_session *session;
     unsigned index;
     uint64_t tx_wire_bytes; /* bytes this stream put on the wire */
@@ -158,6 +185,9 @@ struct fy_transport_opts {
     int timeout_ms;     /* connect/accept/send/receive limit; 0: 30000 */
     const char *bind;   /* connect: local address to send from (the host's
                            network for this traffic), or NULL */
+    const char *params; /* transport-specific settings, "key=value" pairs
+                           separated by ';' (docs/transports.md), or NULL;
+                           tcp takes none */
 };
 
 struct fy_accept_params {
@@ -184,6 +214,10 @@ struct fy_transport_ops {
     unsigned abi;     /* FY_TRANSPORT_ABI */
     const char *name; /* "tcp", "dpdk", ... */
     const char *description;
+    /* Most bytes of one DATA operation this transport carries (and
+     * delivers as one operation, unchanged); 0: it carries no DATA and
+     * tx_burst refuses them.  tcp: FY_DATA_MAX. */
+    unsigned data_max;
 
     /* Starts listening at 'addr' ("HOST:PORT"; port 0 picks one, see
      * listener->addr).  Required. */
@@ -199,6 +233,12 @@ struct fy_transport_ops {
 
     /* Stops listening and frees the listener.  NULL is allowed. Required. */
     void (*listener_close)(struct fy_listener *l);
+
+    /* Makes a blocked or later accept() on 'l' fail with -FY_E_CANCELLED,
+     * so the thread waiting in it can be joined.  Safe from any thread.
+     * Optional (NULL: a TCP connection that closes before its handshake
+     * ends a tcp accept() the same way). */
+    void (*listener_shutdown)(struct fy_listener *l);
 
     /* Opens a session to 'addr' with opts->streams streams and performs the
      * handshake announcing 'info' (its 'streams' field is filled in).  On
@@ -242,6 +282,11 @@ int fy_stream_send_all(struct fy_stream *s, const struct fy_op *ops,
                        unsigned n);
 
 extern const struct fy_transport_ops fy_transport_tcp;
+/* Built with libdpdk only (FY_HAVE_DPDK); fy_transport_find("dpdk"). */
+extern const struct fy_transport_ops fy_transport_dpdk;
+/* Built with libxdp, libbpf and clang only (FY_HAVE_XDP);
+ * fy_transport_find("xdp"). */
+extern const struct fy_transport_ops fy_transport_xdp;
 
 #ifdef __cplusplus
 }

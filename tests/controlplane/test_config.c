@@ -117,6 +117,34 @@ static void test_config_parse__value_too_long__fails_config(void **state)
     assert_detail_has("longer than");
 }
 
+static void test_config_parse__transport_and_params__read_and_default_empty(void **state)
+{
+    struct fy_agent_config c;
+    char text[1024];
+
+    (void)state;
+    assert_int_equal(fy_agent_config_parse(good, "t.conf", &c), 0);
+    assert_string_equal(c.transport, "");
+    assert_string_equal(c.transport_params, "");
+    snprintf(text, sizeof(text), "%stransport = tcp\ntransport-params = "
+             "dev=net_memif0,socket=/run/f.sock;ip=10.0.1.1\n", good);
+    assert_int_equal(fy_agent_config_parse(text, "t.conf", &c), 0);
+    assert_string_equal(c.transport, "tcp");
+    assert_string_equal(c.transport_params, "dev=net_memif0,socket=/run/f.sock;ip=10.0.1.1");
+}
+
+static void test_config_parse__transport_not_in_build__fails_config_listing_them(void **state)
+{
+    struct fy_agent_config c;
+    char text[1024];
+
+    (void)state;
+    snprintf(text, sizeof(text), "%stransport = carrier-pigeon\n", good);
+    assert_int_equal(fy_agent_config_parse(text, "t.conf", &c), -FY_E_CONFIG);
+    assert_detail_has("t.conf:11: no transport named 'carrier-pigeon'");
+    assert_detail_has("tcp");
+}
+
 static void test_config_load__file__same_as_parse_and_missing_file_fails(void **state)
 {
     char path[] = "/tmp/ferry-config-XXXXXX";
@@ -144,6 +172,8 @@ int main(void)
         cmocka_unit_test(test_config_parse__management_without_port__fails_config),
         cmocka_unit_test(test_config_parse__bad_or_duplicate_peer__fails_config),
         cmocka_unit_test(test_config_parse__value_too_long__fails_config),
+        cmocka_unit_test(test_config_parse__transport_and_params__read_and_default_empty),
+        cmocka_unit_test(test_config_parse__transport_not_in_build__fails_config_listing_them),
         cmocka_unit_test(test_config_load__file__same_as_parse_and_missing_file_fails),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -423,6 +423,34 @@ static void test_planner__concurrency_limit__moves_split_into_waves(void **state
     assert_true(per_wave_h2[1] <= 1 && per_wave_h2[2] <= 1);
 }
 
+static void test_planner__link_limit__moves_to_one_target_split_into_waves(void **state)
+{
+    (void)state;
+    F.in.link_limit = 2;
+    add_host("h2", 64, 16, DS1, 1);
+    add_host("h3", 1, 16, DS1, 1); /* too small: everything goes to h2 */
+    for (unsigned i = 0; i < 5; i++) {
+        static const char *const names[] = {"a", "b", "c", "d", "e"};
+        add_vm(names[i], "h1", 2, 1);
+    }
+    plan();
+    /* Neither host has a limit of its own: the link between them does. */
+    assert_int_equal(F.plan->n_waves, 3);
+    unsigned per_wave[4] = {0};
+    for (size_t i = 0; i < F.plan->n_entries; i++) {
+        assert_string_equal(target(F.in.vms[F.plan->entries[i].vm].name, 0), "h2");
+        per_wave[F.plan->entries[i].wave]++;
+    }
+    assert_int_equal(per_wave[1], 2);
+    assert_int_equal(per_wave[2], 2);
+    assert_int_equal(per_wave[3], 1);
+
+    /* A host limit below the link's wins. */
+    F.hosts[1].max_concurrent = 1;
+    plan();
+    assert_int_equal(F.plan->n_waves, 5);
+}
+
 static void test_planner__priorities__higher_first(void **state)
 {
     (void)state;
@@ -704,6 +732,7 @@ int main(void)
         T(test_planner__move_with_host_reaching_disks__that_host_preferred),
         T(test_planner__target_in_maintenance_or_down__never_chosen),
         T(test_planner__concurrency_limit__moves_split_into_waves),
+        T(test_planner__link_limit__moves_to_one_target_split_into_waves),
         T(test_planner__priorities__higher_first),
         T(test_planner__dependencies__moved_first_in_an_earlier_wave),
         T(test_planner__dependency_cycle__config_error_naming_the_vms),

@@ -183,6 +183,27 @@ static void test_workflow_plan__quick__suspends_moves_restores(void **state)
                 "RestoreDestinationVm CompleteSource CompleteDestination");
 }
 
+static void test_workflow_plan__quick_ram_direct__placeholder_then_pause_then_memory(
+    void **state)
+{
+    struct fy_plan_opts o = {.ram_direct = true};
+    (void)state;
+    assert_plan(FY_MIG_QUICK, &o, HEAD HEAD_END
+                "PrepareDestination InitiateDestination SuspendSourceVm InitiateSource "
+                "SwitchHostAndPool CompleteSource CompleteDestination");
+}
+
+static void test_workflow_plan__quick_ram_direct_moving_disks__disks_before_placeholder(
+    void **state)
+{
+    struct fy_plan_opts o = {.ram_direct = true, .move_disks = true};
+    (void)state;
+    assert_plan(FY_MIG_QUICK, &o, HEAD "ReserveDirectory " HEAD_END
+                "SuspendSourceVm CreateDummyDisks RelocateDisks CreateDestinationVm "
+                "PrepareDestination InitiateDestination InitiateSource "
+                "SwitchHostAndPool CompleteSource CompleteDestination");
+}
+
 static void test_workflow_plan__bulk__unsupported(void **state)
 {
     const char *names[4];
@@ -873,6 +894,9 @@ int main(void)
         cmocka_unit_test(test_workflow_plan__cold_running_moving_disks__stops_copies_starts),
         cmocka_unit_test(test_workflow_plan__cold_stopped_shared_storage__registers),
         cmocka_unit_test(test_workflow_plan__quick__suspends_moves_restores),
+        cmocka_unit_test(test_workflow_plan__quick_ram_direct__placeholder_then_pause_then_memory),
+        cmocka_unit_test(
+            test_workflow_plan__quick_ram_direct_moving_disks__disks_before_placeholder),
         cmocka_unit_test(test_workflow_plan__bulk__unsupported),
         S(test_migrate_sim__live__vm_runs_at_target_memory_identical),
         S(test_migrate_sim__cold__vm_runs_at_target_disk_identical),

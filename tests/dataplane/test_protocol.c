@@ -494,6 +494,82 @@ static void test_protocol__error_with_unknown_code__decodes_as_peer(
     }
 }
 
+static void test_protocol__data_roundtrip__decodes_tag_and_bytes(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_op op = {.type = FY_OP_DATA, .offset = 0xfeedface12345678u,
+                       .data = f->page, .len = 1000};
+    size_t n = put_op(f, &op);
+
+    assert_int_equal(n, HDR + 1000);
+    assert_int_equal(decode(f, n), 0);
+    assert_int_equal(f->frame_len, n);
+    assert_int_equal(f->op.type, FY_OP_DATA);
+    assert_int_equal(f->op.offset, 0xfeedface12345678u);
+    assert_int_equal(f->op.len, 1000);
+    assert_memory_equal(f->op.data, f->page, 1000);
+}
+
+static void test_protocol__data_of_no_bytes__decodes_empty(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_op op = {.type = FY_OP_DATA, .offset = 7};
+    size_t n = put_op(f, &op);
+
+    assert_int_equal(n, HDR);
+    assert_int_equal(decode(f, n), 0);
+    assert_int_equal(f->op.offset, 7);
+    assert_int_equal(f->op.len, 0);
+}
+
+static void test_protocol__data_header_then_bytes__same_frame_as_encode(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct fy_op op = {.type = FY_OP_DATA, .offset = 3, .data = f->page,
+                       .len = PAGE};
+    uint8_t whole[HDR + PAGE];
+
+    assert_int_equal(fy_proto_encode(&op, whole, sizeof(whole)), HDR + PAGE);
+    assert_int_equal(fy_proto_encode_data_header(&op, f->buf, HDR), HDR);
+    memcpy(f->buf + HDR, f->page, PAGE);
+    assert_memory_equal(f->buf, whole, sizeof(whole));
+    assert_int_equal(decode(f, HDR + PAGE), 0);
+    assert_int_equal(f->op.len, PAGE);
+}
+
+static void test_protocol__data_longer_than_a_page__fails_inval(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_op op = {.type = FY_OP_DATA, .data = f->buf, .len = PAGE + 1};
+
+    assert_encode_fails(&op, FY_E_INVAL);
+    assert_detail_has("at most 4096");
+    assert_int_equal(fy_proto_encode_data_header(&op, f->buf, HDR),
+                     -FY_E_INVAL);
+}
+
+static void test_protocol__data_frame_longer_than_a_page__fails_proto(
+    void **state)
+{
+    struct fixture *f = *state;
+
+    raw_frame(f->buf, FY_OP_DATA, 0, PAGE + 1, 0, NULL, 0);
+    assert_int_equal(decode(f, HDR), -FY_E_PROTO);
+    assert_detail_has("DATA");
+}
+
+static void test_protocol__flipped_data_byte__fails_checksum(void **state)
+{
+    struct fixture *f = *state;
+    struct fy_op op = {.type = FY_OP_DATA, .data = f->page, .len = 64};
+    size_t n = put_op(f, &op);
+
+    f->buf[HDR + 10] ^= 0x01;
+    assert_int_equal(decode(f, n), -FY_E_CHECKSUM);
+}
+
 static void test_protocol__done_roundtrip__decodes_type_only(void **state)
 {
     struct fixture *f = *state;
@@ -631,6 +707,7 @@ static void test_protocol__type_name__names_every_type_and_unknown(
                         "VERIFY_RESULT");
     assert_string_equal(fy_proto_type_name(FY_OP_ERROR), "ERROR");
     assert_string_equal(fy_proto_type_name(FY_OP_DONE), "DONE");
+    assert_string_equal(fy_proto_type_name(FY_OP_DATA), "DATA");
     assert_string_equal(fy_proto_type_name(FY_FRAME_PAGES), "PAGES");
     assert_string_equal(fy_proto_type_name(FY_FRAME_HELLO), "HELLO");
     assert_string_equal(fy_proto_type_name(FY_FRAME_HELLO_ACK), "HELLO_ACK");
@@ -981,7 +1058,7 @@ static void test_protocol__flipped_header_byte__fails_checksum(void **state)
 static void test_protocol__unknown_type__fails_proto(void **state)
 {
     struct fixture *f = *state;
-    const unsigned types[] = {0x00, 0x0c, 0x1f, 0x22, 0x7f, 0xff};
+    const unsigned types[] = {0x00, 0x0d, 0x1f, 0x22, 0x7f, 0xff};
 
     for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         size_t n = raw_frame(f->buf, types[i], 0, 0, 0, NULL, 0);
@@ -2349,6 +2426,12 @@ int main(void)
         T(test_protocol__error_without_message__decodes_empty),
         T(test_protocol__error_with_unknown_code__decodes_as_peer),
         T(test_protocol__done_roundtrip__decodes_type_only),
+        T(test_protocol__data_roundtrip__decodes_tag_and_bytes),
+        T(test_protocol__data_of_no_bytes__decodes_empty),
+        T(test_protocol__data_header_then_bytes__same_frame_as_encode),
+        T(test_protocol__data_longer_than_a_page__fails_inval),
+        T(test_protocol__data_frame_longer_than_a_page__fails_proto),
+        T(test_protocol__flipped_data_byte__fails_checksum),
         T(test_protocol__hello_roundtrip__decodes_session_info_and_stream_index),
         T(test_protocol__hello_ack_roundtrip__decodes_ack),
         T(test_protocol__ref_frame__matches_header_table_layout),
