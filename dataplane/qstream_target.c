@@ -353,14 +353,18 @@ static void *chan_main(void *arg)
             if (ops[i].type == FY_OP_PAGE || ops[i].type == FY_OP_REF)
                 c->processed++;
         }
+        /* Processed means in the cache, or copied out of it: the burst's
+         * writes to QEMU, which may wait for QEMU, need not be done.  The
+         * main channel carries no cache operations (its sender is the
+         * return path thread). */
+        if (rc == 0 && c->index > 0 && cache_ops && !eof)
+            rc = send_ack(c, false);
         if (rc == 0)
             rc = flush_iov(c);
         if (rc == 0 && eof)
             shutdown(c->fd, SHUT_WR); /* QEMU sees the channel end */
-        /* The main channel carries no cache operations: its sender is the
-         * return path thread. */
-        if (rc == 0 && c->index > 0 && (cache_ops || eof))
-            rc = send_ack(c, eof);
+        if (rc == 0 && c->index > 0 && eof)
+            rc = send_ack(c, true);
         if (rc < 0)
             break;
     }

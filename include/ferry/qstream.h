@@ -101,7 +101,9 @@ struct fy_qstream_source_params {
     /* Shared with other stream-mode migrations to the same target host,
      * or NULL.  Content that a finished migration sharing it kept (keep)
      * is sent as cross-VM references; the target must share its index
-     * with the migrations those came from, with keep too. */
+     * with the migrations those came from, with keep too.  A source-side
+     * index: the owners of the maps kept in it are not regions, so it must
+     * never serve a target. */
     struct fy_dedup *dedup;
     /* With dedup: on success this migration's record of what the target
      * holds stays in the index and is handed over here; release it with
