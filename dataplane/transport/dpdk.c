@@ -1039,6 +1039,7 @@ const struct fy_transport_ops fy_transport_dpdk = {
     .name = "dpdk",
     .description = "Ferry's reliable frames over a DPDK port (net_memif, "
                    "net_af_xdp, net_af_packet, vfio-pci NICs)",
+    .data_max = FY_DATA_MAX,
     .listen = dpdk_listen,
     .accept = fy_pkt_accept,
     .listener_close = fy_pkt_listener_close,

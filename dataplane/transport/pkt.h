@@ -11,8 +11,9 @@
  *     acknowledgements, retransmission on timeout and on SACK holes, the
  *     flow-control window, idle back-off (pkt_stream.c); framing of
  *     operations (4 KiB pages split to the MTU, whole in a jumbo frame,
- *     sent in place when the backend can) and their delivery into place
- *     (pkt_ops.c); the frame layout, its checks and the settings parser
+ *     sent in place when the backend can; DATA of up to FY_DATA_MAX bytes
+ *     whole, in fragments like a page below MTU 4188) and their delivery
+ *     into place (pkt_ops.c); the frame layout, its checks and the settings parser
  *     (pkt_frame.c); private declarations in pkt_internal.h.  The wire
  *     format is docs/protocol.md section 9, "Packet transports";
  *   - dataplane/transport/<backend>.c: dpdk.c (any DPDK PMD: net_memif,

@@ -1,5 +1,5 @@
 /* Packet transports: the frame layout (Ethernet, IPv4, UDP, Ferry packet
- * header, page fragment descriptor) and its checks, and the settings
+ * header, page and DATA fragment descriptor) and its checks, and the settings
  * parser.  docs/protocol.md, "Packet transports", is the specification.
  *
  * Parsing never trusts the frame: every length is checked against the
@@ -165,7 +165,7 @@ void pkt_put_desc(uint8_t *p, const struct pkt_desc *d)
     put_le64(p + 16, d->hash.hi);
     put_le16(p + 24, d->frag_off);
     put_le16(p + 26, d->frag_len);
-    put_le32(p + 28, 0);
+    put_le32(p + 28, d->total);
 }
 
 void pkt_get_desc(const uint8_t *p, struct pkt_desc *d)
@@ -175,6 +175,7 @@ void pkt_get_desc(const uint8_t *p, struct pkt_desc *d)
     d->hash.hi = get_le64(p + 16);
     d->frag_off = pkt_le16(p + 24);
     d->frag_len = pkt_le16(p + 26);
+    d->total = get_le32(p + 28);
 }
 
 void pkt_put_trailer(uint8_t *p, uint16_t mtu, uint16_t window)
@@ -206,6 +207,8 @@ static bool plen_ok(unsigned type, unsigned plen)
         return plen >= FY_FRAME_HDR_SIZE;
     case PT_PAGE:
         return plen > PKT_DESC_LEN && plen <= PKT_DESC_LEN + FY_PAGE_SIZE;
+    case PT_DATA:
+        return plen > PKT_DESC_LEN && plen <= PKT_DESC_LEN + FY_DATA_MAX;
     case PT_ACK:
         return plen <= PKT_SACK_EXT_MAX && plen % 8 == 0;
     case PT_FIN:
@@ -242,7 +245,7 @@ int pkt_parse(const uint8_t *f, unsigned len, struct pkt_hdr *h)
     plen = pkt_le16(fph + FPH_PLEN);
     if (plen != udp_len - PKT_UDP_LEN - PKT_FPH_LEN || !plen_ok(fph[FPH_TYPE], plen))
         return -1;
-    if (fph[FPH_TYPE] == PT_PAGE)
+    if (fph[FPH_TYPE] == PT_PAGE || fph[FPH_TYPE] == PT_DATA)
         covered = PKT_DESC_LEN;
     if (get_le32(fph + FPH_HSUM) != fph_sum(fph, covered))
         return -1;
@@ -271,7 +274,17 @@ int pkt_parse(const uint8_t *f, unsigned len, struct pkt_hdr *h)
         pkt_get_desc(fph + PKT_FPH_LEN, &d);
         if (d.frag_len != plen - PKT_DESC_LEN ||
             (unsigned)d.frag_off + d.frag_len > FY_PAGE_SIZE ||
-            d.offset % FY_PAGE_SIZE || get_le32(fph + PKT_FPH_LEN + 28) != 0)
+            d.offset % FY_PAGE_SIZE || d.total != 0)
+            return -1;
+    }
+    if (h->type == PT_DATA) {
+        /* The tag is the application's: any value (no alignment or region
+         * rule).  The bytes stay inside the operation's total, which
+         * stays inside what a DATA operation carries. */
+        struct pkt_desc d;
+        pkt_get_desc(fph + PKT_FPH_LEN, &d);
+        if (d.frag_len != plen - PKT_DESC_LEN || d.total > FY_DATA_MAX ||
+            (uint32_t)d.frag_off + d.frag_len > d.total)
             return -1;
     }
     return 0;

@@ -35,7 +35,7 @@
 #define PKT_FPH_LEN 40u /* the Ferry packet header */
 #define PKT_L2L4_LEN (PKT_ETH_LEN + PKT_IP_LEN + PKT_UDP_LEN)
 #define PKT_HDRS_LEN (PKT_L2L4_LEN + PKT_FPH_LEN)
-#define PKT_DESC_LEN 32u /* page fragment descriptor */
+#define PKT_DESC_LEN 32u /* page or DATA fragment descriptor */
 #define PKT_HELLO_TRAILER 8u
 #define PKT_HELLO_PAYLOAD (FY_FRAME_HDR_SIZE + FY_HELLO_PAYLOAD_SIZE + PKT_HELLO_TRAILER)
 #define PKT_MAGIC0 0x46u /* 'F' */
@@ -55,6 +55,8 @@ enum pkt_type {
     PT_PAGE = 5,      /* seq; payload: descriptor + page fragment */
     PT_ACK = 6,       /* no payload */
     PT_FIN = 7,       /* seq = the sender's next sequence number */
+    PT_DATA = 8,      /* seq; payload: descriptor + DATA fragment (a DATA
+                         operation too large for an OPS frame) */
 };
 
 #define PKT_F_PROBE 0x0001u /* answer with an ACK at once */
@@ -74,11 +76,14 @@ struct pkt_hdr {
     uint16_t poff, plen; /* payload offset in the frame and length */
 };
 
-/* A page fragment's descriptor. */
+/* A page or DATA fragment's descriptor.  PAGE: offset = the page's,
+ * hash = hash(page), total = 0 (reserved).  DATA: offset = the tag, hash =
+ * XXH3-128 of all the operation's bytes, total = their count. */
 struct pkt_desc {
     uint64_t offset;
     fy_hash128 hash;
     uint16_t frag_off, frag_len;
+    uint32_t total;
 };
 
 /* The Ethernet, IPv4 and UDP headers a session sends with, prepared once:
@@ -251,13 +256,19 @@ struct pkt_stream {
 
     /* Delivery state: the receiving thread's only. */
     uint16_t del_off;     /* next v1 frame in the PT_OPS frame at rcv_del */
-    bool pg_active;       /* a page is being assembled */
+    bool pg_active;       /* a page or DATA is being assembled */
     bool pg_placed;
-    uint64_t pg_off;
+    uint8_t pg_type;      /* PT_PAGE or PT_DATA */
+    uint64_t pg_off;      /* PAGE: its offset; DATA: its tag */
     fy_hash128 pg_hash;
     uint16_t pg_have;
+    uint16_t pg_len;      /* bytes the operation has: FY_PAGE_SIZE, or the
+                             DATA's total */
     uint8_t *pg_dst;
-    uint8_t *pg_bufs;     /* PKT_RX_MAX_OPS + 1 pages, without placement */
+    uint8_t *pg_bufs;     /* PKT_RX_MAX_OPS + 1 pages, for pages without
+                             placement and DATA in fragments: each
+                             operation a call returns takes at most one,
+                             one more may be half assembled */
     unsigned pg_slot;
     int err;              /* a broken stream: every later call fails */
     char errmsg[256];

@@ -1,9 +1,10 @@
 /* Packet transport core: operations in and out of a stream -- framing
  * (tx_burst: v1 frames packed in OPS frames, pages cut into PAGE
- * fragments to the MTU or sent in place for zero-copy), delivery (rx_burst:
- * frames in order into operations, page bytes copied once into the
- * placement or a per-stream buffer) and the zero-copy marks.  The
- * reliability underneath is pkt_stream.c. */
+ * fragments to the MTU or sent in place for zero-copy, DATA too large for
+ * an OPS frame cut into DATA fragments), delivery (rx_burst: frames in
+ * order into operations, page bytes copied once into the placement or a
+ * per-stream buffer, DATA fragments joined in a per-stream buffer) and the
+ * zero-copy marks.  The reliability underneath is pkt_stream.c. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,56 @@ static int build_small(struct build *b, const struct fy_op *op)
     return 0;
 }
 
+_Static_assert(FY_DATA_MAX <= FY_PAGE_SIZE,
+               "DATA is joined in the page buffers (pg_bufs)");
+
+/* Frames one DATA: as a v1 frame in an OPS frame when that holds it (every
+ * DATA from MTU 4188 on), else as DATA fragments of at most frag_max bytes
+ * with a hash of the whole, like a page.  The bytes are always copied:
+ * tx_mark/tx_wait keep only PAGE data in place, so the caller may reuse
+ * DATA bytes as soon as tx_burst returns.  0, 1 when it does not fit now,
+ * or an error. */
+static int build_data(struct build *b, const struct fy_op *op)
+{
+    struct pkt_stream *st = b->st;
+    struct pkt_sess *s = st->s;
+    unsigned fmax = s->frag_max, len, nfrag;
+    const uint8_t *data = op->data;
+    fy_hash128 hash;
+
+    if (op->len > FY_DATA_MAX || op->flags || (op->len && !data))
+        return fy_error(FY_E_INVAL,
+                        "stream %u: DATA operation (tag 0x%" PRIx64 ") of %" PRIu64
+                        " bytes, flags 0x%02x%s: send at most %u bytes, no "
+                        "flags, and data for a non-empty one",
+                        st->pub.index, op->offset, op->len, op->flags,
+                        op->len && !data ? ", data NULL" : "", FY_DATA_MAX);
+    if (FY_FRAME_HDR_SIZE + op->len <= s->ops_max)
+        return build_small(b, op);
+    len = (unsigned)op->len;
+    nfrag = (len + fmax - 1) / fmax;
+    if (b->nbuilt + nfrag > b->avail || !reserve(b, nfrag))
+        return 1;
+    hash = fy_hash_bytes(data, len);
+    close_open(b);
+    for (unsigned k = 0; k < nfrag; k++) {
+        struct pkt_fph f;
+        unsigned foff = k * fmax;
+        unsigned flen = len - foff < fmax ? len - foff : fmax;
+        struct fy_pkt *pkt = take(b, &f, PT_DATA);
+        struct pkt_desc d = {.offset = op->offset, .hash = hash,
+                             .frag_off = (uint16_t)foff, .frag_len = (uint16_t)flen,
+                             .total = len};
+
+        pkt_put_desc(pkt->data + PKT_HDRS_LEN, &d);
+        memcpy(pkt->data + PKT_HDRS_LEN + PKT_DESC_LEN, data + foff, flen);
+        pkt->len = (uint16_t)(PKT_HDRS_LEN + PKT_DESC_LEN + flen);
+        f.plen = (uint16_t)(PKT_DESC_LEN + flen);
+        pkt_write_hdrs(pkt->data, &s->tmpl, &f, PKT_DESC_LEN);
+    }
+    return 0;
+}
+
 int pkt_tx_burst(struct fy_stream *fs, const struct fy_op *ops, unsigned n)
 {
     struct pkt_stream *st = (struct pkt_stream *)fs;
@@ -253,8 +304,9 @@ int pkt_tx_burst(struct fy_stream *fs, const struct fy_op *ops, unsigned n)
         pthread_mutex_unlock(&st->lock);
         rc = 0;
         while (b.avail && done < n) {
-            rc = ops[done].type == FY_OP_PAGE ? build_page(&b, &ops[done])
-                                              : build_small(&b, &ops[done]);
+            rc = ops[done].type == FY_OP_PAGE   ? build_page(&b, &ops[done])
+                 : ops[done].type == FY_OP_DATA ? build_data(&b, &ops[done])
+                                                : build_small(&b, &ops[done]);
             if (rc != 0)
                 break;
             done++;
@@ -369,12 +421,18 @@ static void rx_release(struct pkt_port *p, struct pkt_stream *st, bool all)
     pthread_mutex_unlock(&st->lock);
 }
 
-static int fail_page(struct pkt_stream *st, const char *what, uint64_t off)
+/* 'type' is the frame at hand, PT_PAGE or PT_DATA; 'off' its offset or
+ * tag. */
+static int fail_frag(struct pkt_stream *st, uint8_t type, const char *what,
+                     uint64_t off)
 {
+    bool data = type == PT_DATA;
+
     return pkt_stream_fail(st, FY_E_PROTO,
-                       "stream %u from %s: page fragments out of order (%s, "
-                       "offset 0x%" PRIx64 ")",
-                       st->pub.index, st->s->pub.peer, what, off);
+                       "stream %u from %s: %s fragments out of order (%s, "
+                       "%s 0x%" PRIx64 ")",
+                       st->pub.index, st->s->pub.peer, data ? "DATA" : "page",
+                       what, data ? "tag" : "offset", off);
 }
 
 /* Turns in-order frames into operations.  Returns the count or an error
@@ -401,9 +459,11 @@ static int deliver(struct pkt_stream *st, struct fy_op *ops, unsigned max)
                 return pkt_stream_fail(st, -rc, "stream %u from %s: %s",
                                    st->pub.index, s->pub.peer, fy_error_detail());
             if (st->pg_active)
-                return fail_page(st, "an operation inside a page", st->pg_off);
-            if (op->type == FY_OP_MISS || op->type == FY_OP_ERROR)
-                sl->ref = true;
+                return fail_frag(st, st->pg_type, "an operation between fragments",
+                                 st->pg_off);
+            if (op->type == FY_OP_MISS || op->type == FY_OP_ERROR ||
+                op->type == FY_OP_DATA)
+                sl->ref = true; /* op->data points into the frame */
             n++;
             st->del_off += (uint16_t)flen;
             if (st->del_off >= sl->plen) {
@@ -413,20 +473,26 @@ static int deliver(struct pkt_stream *st, struct fy_op *ops, unsigned max)
             continue;
         }
 
+        /* A PAGE or DATA fragment (pkt_parse() checked that it stays
+         * inside its page or its DATA's total). */
         struct pkt_desc d;
         const uint8_t *frag = pl + PKT_DESC_LEN;
+        bool data = sl->type == PT_DATA;
         pkt_get_desc(pl, &d);
+        uint16_t total = data ? (uint16_t)d.total : (uint16_t)FY_PAGE_SIZE;
         if (d.frag_off == 0) {
             if (st->pg_active)
-                return fail_page(st, "a page started inside another", d.offset);
+                return fail_frag(st, sl->type, "one started inside another", d.offset);
             st->pg_active = true;
+            st->pg_type = sl->type;
+            st->pg_len = total;
             st->pg_off = d.offset;
             st->pg_hash = d.hash;
             st->pg_have = 0;
-            if (s->placement) {
+            if (s->placement && !data) {
                 st->pg_dst = s->placement + d.offset;
                 st->pg_placed = true;
-            } else if (d.frag_len == FY_PAGE_SIZE) {
+            } else if (d.frag_len == total) {
                 st->pg_dst = (uint8_t *)frag; /* whole: point into the frame */
                 st->pg_placed = false;
                 sl->ref = true;
@@ -440,19 +506,38 @@ static int deliver(struct pkt_stream *st, struct fy_op *ops, unsigned max)
                 st->pg_slot = (st->pg_slot + 1) % (PKT_RX_MAX_OPS + 1);
                 st->pg_placed = false;
             }
-        } else if (!st->pg_active || d.offset != st->pg_off ||
-                   d.frag_off != st->pg_have || !fy_hash_eq(d.hash, st->pg_hash)) {
-            return fail_page(st, "a fragment that does not continue its page", d.offset);
+        } else if (!st->pg_active || sl->type != st->pg_type || d.offset != st->pg_off ||
+                   d.frag_off != st->pg_have || total != st->pg_len ||
+                   !fy_hash_eq(d.hash, st->pg_hash)) {
+            return fail_frag(st, sl->type, "a fragment that does not continue its operation",
+                             d.offset);
         }
         if (st->pg_dst != frag)
             memcpy(st->pg_dst + d.frag_off, frag, d.frag_len);
         st->pg_have = (uint16_t)(st->pg_have + d.frag_len);
         st->rcv_del++;
-        if (st->pg_have < FY_PAGE_SIZE)
+        if (st->pg_have < st->pg_len)
             continue;
         st->pg_active = false;
         struct fy_op *op = &ops[n++];
         memset(op, 0, sizeof(*op));
+        if (data) {
+            /* DATA fragments carry no checksum of their bytes but this
+             * hash (UDP's is off): always checked. */
+            fy_hash128 got = fy_hash_bytes(st->pg_dst, st->pg_len);
+            if (!fy_hash_eq(got, st->pg_hash))
+                return pkt_stream_fail(st, FY_E_CHECKSUM,
+                                   "stream %u from %s: the %u bytes of DATA with tag 0x%" PRIx64
+                                   " hash to %016" PRIx64 "%016" PRIx64
+                                   ", its frames say %016" PRIx64 "%016" PRIx64,
+                                   st->pub.index, s->pub.peer, st->pg_len, st->pg_off,
+                                   got.hi, got.lo, st->pg_hash.hi, st->pg_hash.lo);
+            op->type = FY_OP_DATA;
+            op->offset = st->pg_off;
+            op->len = st->pg_len;
+            op->data = st->pg_dst;
+            continue;
+        }
         op->type = FY_OP_PAGE;
         op->offset = st->pg_off;
         op->len = FY_PAGE_SIZE;

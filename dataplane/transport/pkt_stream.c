@@ -1,6 +1,6 @@
 /* Packet transport core: reliable streams over a packet backend.
  *
- * Each stream numbers its data frames (PT_OPS, PT_PAGE) from 0 in each
+ * Each stream numbers its data frames (PT_OPS, PT_PAGE, PT_DATA) from 0 in each
  * direction.  The receiver keeps a ring of 'window' frames: it takes any
  * frame inside the ring (out of order too), delivers them in order, and
  * acknowledges with the next number it expects (cumulative), a bitmap of
@@ -25,7 +25,8 @@
  *
  * Operations travel as protocol v1 frames (dataplane/protocol.c) packed in
  * PT_OPS frames; a page travels as PT_PAGE fragments, each with a
- * descriptor, sized to the MTU (3 at 1500, one whole page at 9000).  The
+ * descriptor, sized to the MTU (3 at 1500, one whole page at 9000), and so
+ * does a DATA operation too large for a PT_OPS frame (PT_DATA).  The
  * receiver copies a page's bytes once, in order, from the frames into the
  * placement (or a per-stream buffer), so a later round's page is never
  * overwritten by an earlier one's retransmission.
@@ -464,6 +465,7 @@ static bool handle_frame(struct pkt_port *p, struct fy_pkt *pkt, uint64_t now)
     switch (h.type) {
     case PT_OPS:
     case PT_PAGE:
+    case PT_DATA:
         kept = rx_data(st, &h, pkt, now);
         break;
     case PT_ACK:

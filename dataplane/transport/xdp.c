@@ -1035,6 +1035,7 @@ const struct fy_transport_ops fy_transport_xdp = {
     .name = "xdp",
     .description = "Ferry's packet protocol over AF_XDP sockets; an XDP "
                    "program hands only Ferry's UDP port to them",
+    .data_max = FY_DATA_MAX,
     .listen = xdp_listen,
     .accept = fy_pkt_accept,
     .listener_close = fy_pkt_listener_close,

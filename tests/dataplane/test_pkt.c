@@ -1,9 +1,11 @@
 /* Unit tests of the packet transport core (dataplane/transport/pkt*.c)
  * over the in-process test backend (tests/dataplane/pkt_mem.c): handshake
  * and refusals, every operation type both ways, pages in fragments and
- * whole in jumbo frames, receive-into-place, migrations with a dirtying
- * writer over a clean and a lossy link, malformed and hostile frames,
- * shutdown, a vanished peer, and two sessions on one port. */
+ * whole in jumbo frames, receive-into-place, DATA operations (in OPS
+ * frames and in fragments, among pages, over a clean and a lossy link),
+ * migrations with a dirtying writer over a clean and a lossy link,
+ * malformed and hostile frames, shutdown, a vanished peer, and two
+ * sessions on one port. */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -56,6 +58,7 @@ static const struct fy_transport_ops memt = {
     .abi = FY_TRANSPORT_ABI,
     .name = "pktmem",
     .description = "packet core over the in-process test link",
+    .data_max = FY_DATA_MAX,
     .listen = memt_listen,
     .accept = fy_pkt_accept,
     .listener_close = fy_pkt_listener_close,
@@ -253,6 +256,11 @@ static void assert_same_op(const struct fy_op *got, const struct fy_op *want)
     case FY_OP_ERROR:
         assert_int_equal(got->len, want->len);
         assert_memory_equal(got->data, want->data, want->len);
+        break;
+    case FY_OP_DATA:
+        assert_int_equal(got->len, want->len);
+        if (want->len)
+            assert_memory_equal(got->data, want->data, want->len);
         break;
     default:
         break;
@@ -667,7 +675,7 @@ static unsigned hostile_frame(uint8_t *buf, struct fy_session *dst, uint8_t type
                         .stream = 0, .seq = seq, .window = 16, .plen = (uint16_t)plen};
     if (plen)
         memcpy(buf + PKT_HDRS_LEN, payload, plen);
-    pkt_write_hdrs(buf, &t, &f, type == PT_PAGE ? PKT_DESC_LEN : 0);
+    pkt_write_hdrs(buf, &t, &f, type == PT_PAGE || type == PT_DATA ? PKT_DESC_LEN : 0);
     return PKT_HDRS_LEN + plen;
 }
 
@@ -784,8 +792,8 @@ static void test_pkt_rx__malformed_and_hostile_frames__dropped_counted_session_i
 static void test_pkt_rx__mutated_frames_fuzz__no_crash_session_intact(void **state)
 {
     struct pair *p = *state;
-    uint8_t base[4][2048], f[2048], payload[1024];
-    unsigned blen[4];
+    uint8_t base[5][2048], f[2048], payload[1024];
+    unsigned blen[5];
     uint64_t rng = 0x1234567;
     struct fy_op got;
 
@@ -798,8 +806,11 @@ static void test_pkt_rx__mutated_frames_fuzz__no_crash_session_intact(void **sta
     blen[1] = hostile_frame(base[1], p->dst, PT_PAGE, 1u << 30, payload, PKT_DESC_LEN + 600);
     blen[2] = hostile_frame(base[2], p->dst, PT_ACK, 0, NULL, 0);
     blen[3] = hostile_frame(base[3], p->dst, PT_FIN, 1u << 30, NULL, 0);
-    for (unsigned i = 0; i < 4000; i++) {
-        unsigned k = i % 4, len = blen[k], flips;
+    d = (struct pkt_desc){.offset = 77, .frag_off = 1400, .frag_len = 500, .total = 4000};
+    pkt_put_desc(payload, &d);
+    blen[4] = hostile_frame(base[4], p->dst, PT_DATA, 1u << 30, payload, PKT_DESC_LEN + 500);
+    for (unsigned i = 0; i < 5000; i++) {
+        unsigned k = i % 5, len = blen[k], flips;
         memcpy(f, base[k], len);
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -1135,6 +1146,401 @@ static void test_pkt_tx_burst__mtu_576_long_error_and_miss__cut_and_split_to_fit
     pair_close(p);
 }
 
+/* ---- DATA operations ---------------------------------------------------------- */
+
+/* Sizes a mixed sequence cycles through: empty, one byte, 1400, the most
+ * an OPS frame holds at MTU 1500 (1408) and one more, two full fragments
+ * at MTU 1500 (2800) and one more, the largest. */
+static const unsigned data_sizes[] = {0, 1, 1400, 4096, 1408, 1409, 2800, 2801};
+#define NDATA_SIZES (sizeof(data_sizes) / sizeof(data_sizes[0]))
+
+/* Operation i of a mixed sequence: every third a PAGE, the others DATA of
+ * the sizes above with tags of any value (unaligned, beyond any region). */
+static bool mixed_is_page(unsigned i)
+{
+    return i % 3 == 1;
+}
+
+static unsigned mixed_data_len(unsigned i)
+{
+    return data_sizes[(i / 3 * 2 + i % 3 / 2) % NDATA_SIZES];
+}
+
+static uint64_t mixed_tag(unsigned i)
+{
+    return (uint64_t)i * 0x9e3779b97f4a7c15ull + 1;
+}
+
+static void fill_data(uint8_t *p, unsigned len, unsigned seed)
+{
+    uint64_t x = seed * 0x2545f4914f6cdd1dull + 7;
+
+    for (unsigned k = 0; k < len; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[k] = (uint8_t)x;
+    }
+}
+
+struct mixed_reader {
+    struct fy_stream *rx;
+    unsigned n, burst, received;
+    char error[256];
+    pthread_t tid;
+};
+
+static void *mixed_reader_main(void *arg)
+{
+    struct mixed_reader *r = arg;
+    struct fy_op got[64];
+    uint8_t want[FY_PAGE_SIZE];
+
+    while (r->received < r->n) {
+        int n = r->rx->rx_burst(r->rx, got, r->burst, TIMEOUT_MS);
+        if (n <= 0) {
+            snprintf(r->error, sizeof(r->error), "rx_burst after %u ops: %d %s",
+                     r->received, n, fy_error_detail());
+            return NULL;
+        }
+        /* Every operation of the burst is checked only now, after the
+         * call: its data must still be there. */
+        for (int k = 0; k < n; k++) {
+            unsigned i = r->received + (unsigned)k;
+            const struct fy_op *g = &got[k];
+            bool page = mixed_is_page(i);
+            unsigned len = page ? FY_PAGE_SIZE : mixed_data_len(i);
+            uint64_t off = page ? (uint64_t)(i % REGION_PAGES) * FY_PAGE_SIZE
+                                : mixed_tag(i);
+            if (page)
+                fill_page(want, i);
+            else
+                fill_data(want, len, i);
+            if (g->type != (page ? FY_OP_PAGE : FY_OP_DATA) || g->offset != off ||
+                g->len != len || (len && memcmp(g->data, want, len) != 0) ||
+                (!page && g->flags)) {
+                snprintf(r->error, sizeof(r->error),
+                         "op %u: type %u offset 0x%llx len %llu flags 0x%x, "
+                         "expected type %u offset 0x%llx len %u (or other bytes)",
+                         i, g->type, (unsigned long long)g->offset,
+                         (unsigned long long)g->len, g->flags,
+                         page ? FY_OP_PAGE : FY_OP_DATA, (unsigned long long)off, len);
+                return NULL;
+            }
+        }
+        r->received += (unsigned)n;
+    }
+    return NULL;
+}
+
+/* Sends n mixed operations from tx, in batches of up to 16, while a thread
+ * reads them from rx in bursts of 'burst' and checks type, tag or offset,
+ * length, bytes and order.  DATA buffers are overwritten as soon as a
+ * batch is sent (the transport must have copied them); pages stay put
+ * (zero-copy ports send them in place). */
+static void send_and_check_mixed(struct fy_stream *tx, struct fy_stream *rx,
+                                 unsigned n, unsigned burst)
+{
+    uint8_t *pages = malloc((size_t)n * FY_PAGE_SIZE);
+    uint8_t (*bufs)[FY_DATA_MAX] = malloc(16 * (size_t)FY_DATA_MAX);
+    struct mixed_reader r = {.rx = rx, .n = n, .burst = burst};
+
+    assert_non_null(pages);
+    assert_non_null(bufs);
+    assert_int_equal(pthread_create(&r.tid, NULL, mixed_reader_main, &r), 0);
+    for (unsigned i = 0; i < n;) {
+        struct fy_op ops[16];
+        unsigned k = 0;
+        for (; k < 16 && i + k < n; k++) {
+            unsigned j = i + k;
+            if (mixed_is_page(j)) {
+                uint8_t *pg = pages + (size_t)j * FY_PAGE_SIZE;
+                fill_page(pg, j);
+                ops[k] = (struct fy_op){.type = FY_OP_PAGE,
+                                        .offset = (uint64_t)(j % REGION_PAGES) * FY_PAGE_SIZE,
+                                        .len = FY_PAGE_SIZE, .hash = fy_page_hash(pg),
+                                        .data = pg};
+            } else {
+                unsigned len = mixed_data_len(j);
+                fill_data(bufs[k], len, j);
+                ops[k] = (struct fy_op){.type = FY_OP_DATA, .offset = mixed_tag(j),
+                                        .len = len, .data = len ? bufs[k] : NULL};
+            }
+        }
+        if (fy_stream_send_all(tx, ops, k) != 0)
+            fail_msg("send of ops %u..%u: %s", i, i + k - 1, fy_error_detail());
+        memset(bufs, 0xee, 16 * (size_t)FY_DATA_MAX);
+        i += k;
+    }
+    join_within(r.tid, 60);
+    if (r.error[0])
+        fail_msg("%s", r.error);
+    assert_int_equal(r.received, n);
+    free(pages);
+    free(bufs);
+}
+
+/* Both ways on every stream, in bursts of 64 and of 1. */
+static void exchange_mixed(struct pair *p, unsigned n)
+{
+    for (unsigned i = 0; i < p->src->nstreams; i++) {
+        send_and_check_mixed(p->src->streams[i], p->dst->streams[i], n, 64);
+        send_and_check_mixed(p->dst->streams[i], p->src->streams[i], n / 4, 1);
+    }
+}
+
+static void print_stats(const char *what, const struct fy_session *s)
+{
+    struct fy_pkt_stats st;
+
+    fy_pkt_session_stats(s, &st);
+    printf("# %s: %llu frames, %llu retransmits (%llu fast), %llu timeouts, %llu dups\n",
+           what, (unsigned long long)st.tx_frames, (unsigned long long)st.retransmits,
+           (unsigned long long)st.fast_retransmits, (unsigned long long)st.timeouts,
+           (unsigned long long)st.dup_frames);
+}
+
+static void test_pkt_data__among_pages_mtu_1500__whole_in_order_both_ways(void **state)
+{
+    exchange_mixed(*state, 600);
+}
+
+static void test_pkt_data__among_pages_mtu_9000_two_streams__whole_in_order_both_ways(void **state)
+{
+    exchange_mixed(*state, 600);
+}
+
+static void test_pkt_data__among_pages_mtu_576__nine_fragments_whole_in_order(void **state)
+{
+    struct pair *p = pair_open(1, "mtu=576", NULL);
+
+    (void)state;
+    exchange_mixed(p, 300);
+    pair_close(p);
+}
+
+static void test_pkt_data__lossy_link_mtu_1500__whole_in_order_with_retransmits(void **state)
+{
+    struct pair *p = pair_open(2, "lossy=drop:0.05,reorder:0.05,dup:0.05,seed:11", NULL);
+    struct fy_pkt_stats st;
+
+    (void)state;
+    exchange_mixed(p, 600);
+    print_stats("DATA lossy 1500", p->src);
+    fy_pkt_session_stats(p->src, &st);
+    assert_true(st.retransmits > 0);
+    pair_close(p);
+}
+
+static void test_pkt_data__lossy_link_mtu_9000__whole_in_order_with_retransmits(void **state)
+{
+    struct pair *p = pair_open(1, "mtu=9000;lossy=drop:0.05,reorder:0.05,dup:0.05,seed:12",
+                               NULL);
+    struct fy_pkt_stats st;
+
+    (void)state;
+    exchange_mixed(p, 600);
+    print_stats("DATA lossy 9000", p->src);
+    fy_pkt_session_stats(p->src, &st);
+    assert_true(st.retransmits > 0);
+    pair_close(p);
+}
+
+/* A port that sends pages in place: DATA is still copied (the caller
+ * reuses its buffer at once), pages are not, over a lossy link. */
+static void test_pkt_data__zero_copy_port_lossy__data_copied_whole_in_order(void **state)
+{
+    struct pair *p = pair_open(1, "extbuf=1;lossy=drop:0.02,reorder:0.02,dup:0.02,seed:13",
+                               NULL);
+
+    (void)state;
+    assert_non_null(p->src->streams[0]->tx_mark);
+    send_and_check_mixed(p->src->streams[0], p->dst->streams[0], 600, 64);
+    pair_close(p);
+}
+
+/* New frames (not counting retransmissions) the source sent for 'op',
+ * once the target received it whole. */
+static uint64_t frames_for(struct pair *p, const struct fy_op *op)
+{
+    struct fy_pkt_stats a, b;
+    struct fy_op got;
+
+    fy_pkt_session_stats(p->src, &a);
+    assert_int_equal(fy_stream_send_all(p->src->streams[0], op, 1), 0);
+    assert_int_equal(recv_one(p->dst->streams[0], &got), 1);
+    assert_same_op(&got, op);
+    fy_pkt_session_stats(p->src, &b);
+    return (b.tx_frames - b.retransmits) - (a.tx_frames - a.retransmits);
+}
+
+static void test_pkt_data__frames_per_size__ops_frame_when_it_fits_else_fragments(void **state)
+{
+    uint8_t bytes[FY_DATA_MAX];
+    struct fy_op op = {.type = FY_OP_DATA, .offset = 5, .data = bytes};
+    struct pair *p = *state, *jumbo;
+    struct { unsigned len; uint64_t at1500, at9000; } want[] = {
+        {0, 1, 1}, {1, 1, 1}, {1400, 1, 1}, {1408, 1, 1},
+        {1409, 2, 1}, {2800, 2, 1}, {2801, 3, 1}, {4096, 3, 1},
+    };
+
+    fill_data(bytes, sizeof(bytes), 1);
+    jumbo = pair_open(1, "mtu=9000", NULL);
+    for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        op.len = want[i].len;
+        assert_int_equal(frames_for(p, &op), want[i].at1500);
+        assert_int_equal(frames_for(jumbo, &op), want[i].at9000);
+    }
+    pair_close(jumbo);
+}
+
+static void test_pkt_tx_burst__data_too_long_flagged_or_without_bytes__fails_inval_stream_intact(void **state)
+{
+    struct pair *p = *state;
+    uint8_t bytes[FY_DATA_MAX + 1] = {0};
+    struct fy_stream *tx = p->src->streams[0];
+    struct fy_op bad[3] = {
+        {.type = FY_OP_DATA, .offset = 1, .data = bytes, .len = FY_DATA_MAX + 1},
+        {.type = FY_OP_DATA, .offset = 1, .flags = FY_OP_F_FINAL, .data = bytes, .len = 2000},
+        {.type = FY_OP_DATA, .offset = 1, .data = NULL, .len = 2000},
+    };
+
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(tx->tx_burst(tx, &bad[i], 1), -FY_E_INVAL);
+        assert_non_null(strstr(fy_error_detail(), "DATA"));
+    }
+    exchange_mixed(p, 60);
+}
+
+/* DATA frames that break the descriptor's rules: dropped and counted as
+ * malformed; a well-formed one with any tag is no range error; the
+ * session goes on. */
+static void test_pkt_rx__hostile_data_frames__dropped_counted_session_intact(void **state)
+{
+    struct pair *p = *state;
+    uint8_t f[2048], payload[1024];
+    struct fy_pkt_stats before, after;
+    struct fy_op got;
+    struct {
+        struct pkt_desc d;
+        unsigned plen;
+    } bad[] = {
+        /* a total beyond what DATA carries */
+        {{.offset = 1, .frag_off = 0, .frag_len = 100, .total = FY_DATA_MAX + 1}, 100},
+        {{.offset = 1, .frag_off = 0, .frag_len = 100, .total = 0xffffffffu}, 100},
+        /* a fragment beyond its total, one starting past it */
+        {{.offset = 1, .frag_off = 50, .frag_len = 100, .total = 100}, 100},
+        {{.offset = 1, .frag_off = 4000, .frag_len = 200, .total = 4096}, 200},
+        {{.offset = 1, .frag_off = 65535, .frag_len = 100, .total = 4096}, 100},
+        /* frag_len not the payload's */
+        {{.offset = 1, .frag_off = 0, .frag_len = 99, .total = 100}, 100},
+        /* no bytes at all */
+        {{.offset = 1, .frag_off = 0, .frag_len = 0, .total = 100}, 0},
+    };
+    unsigned nbad = sizeof(bad) / sizeof(bad[0]);
+
+    fy_pkt_session_stats(p->dst, &before);
+    memset(payload, 0x5a, sizeof(payload));
+    for (unsigned i = 0; i < nbad; i++) {
+        pkt_put_desc(payload, &bad[i].d);
+        inject(p, f, hostile_frame(f, p->dst, PT_DATA, 0, payload,
+                                   PKT_DESC_LEN + bad[i].plen));
+    }
+    /* The descriptor is under the header sum: changing it after fails
+     * that check. */
+    struct pkt_desc ok = {.offset = 3, .frag_off = 0, .frag_len = 100, .total = 100};
+    pkt_put_desc(payload, &ok);
+    unsigned len = hostile_frame(f, p->dst, PT_DATA, 0, payload, PKT_DESC_LEN + 100);
+    f[PKT_HDRS_LEN + 28] ^= 1;
+    inject(p, f, len);
+    /* Well formed, a tag of any value (no alignment, no region), far out
+     * of the window: taken by nobody, counted nowhere. */
+    ok.offset = UINT64_MAX - 3;
+    pkt_put_desc(payload, &ok);
+    inject(p, f, hostile_frame(f, p->dst, PT_DATA, 1u << 30, payload, PKT_DESC_LEN + 100));
+
+    assert_int_equal(p->dst->streams[0]->rx_burst(p->dst->streams[0], &got, 1, 100), 0);
+    fy_pkt_session_stats(p->dst, &after);
+    assert_int_equal(after.drop_malformed - before.drop_malformed, nbad + 1);
+    assert_int_equal(after.drop_range - before.drop_range, 0);
+    assert_int_equal(after.drop_unknown - before.drop_unknown, 0);
+    exchange_mixed(p, 60);
+}
+
+/* Injects DATA fragment frames as the stream's frames 0, 1, ... */
+static void inject_data(struct pair *p, uint32_t seq, uint64_t tag, fy_hash128 hash,
+                        unsigned off, unsigned len, unsigned total)
+{
+    uint8_t f[2048], payload[1600];
+    struct pkt_desc d = {.offset = tag, .hash = hash, .frag_off = (uint16_t)off,
+                         .frag_len = (uint16_t)len, .total = total};
+
+    assert_true(len <= sizeof(payload) - PKT_DESC_LEN);
+    pkt_put_desc(payload, &d);
+    fill_data(payload + PKT_DESC_LEN, len, 0);
+    inject(p, f, hostile_frame(f, p->dst, PT_DATA, seq, payload, PKT_DESC_LEN + len));
+}
+
+static void test_pkt_rx_burst__data_hash_not_of_its_bytes__fails_checksum(void **state)
+{
+    struct pair *p = *state;
+    uint8_t bytes[1000];
+    struct fy_op got;
+
+    fill_data(bytes, sizeof(bytes), 0);
+    /* Right: one whole DATA in one frame, then one in two fragments. */
+    inject_data(p, 0, 9, fy_hash_bytes(bytes, 1000), 0, 1000, 1000);
+    assert_int_equal(recv_one(p->dst->streams[0], &got), 1);
+    assert_int_equal(got.type, FY_OP_DATA);
+    assert_int_equal(got.offset, 9);
+    assert_int_equal(got.len, 1000);
+    assert_memory_equal(got.data, bytes, 1000);
+    /* Wrong: a hash of other bytes. */
+    fy_hash128 h = fy_hash_bytes(bytes, 999);
+    inject_data(p, 1, 9, h, 0, 500, 1000);
+    inject_data(p, 2, 9, h, 500, 500, 1000);
+    assert_int_equal(recv_one(p->dst->streams[0], &got), -FY_E_CHECKSUM);
+    assert_non_null(strstr(fy_error_detail(), "DATA"));
+    assert_int_equal(recv_one(p->dst->streams[0], &got), -FY_E_CHECKSUM);
+}
+
+static void test_pkt_rx_burst__data_fragment_without_its_start__fails_proto(void **state)
+{
+    struct pair *p = *state;
+    struct fy_op got;
+
+    inject_data(p, 0, 9, (fy_hash128){1, 2}, 500, 500, 1000);
+    assert_int_equal(recv_one(p->dst->streams[0], &got), -FY_E_PROTO);
+    assert_non_null(strstr(fy_error_detail(), "DATA fragments out of order"));
+}
+
+static void test_pkt_rx_burst__operation_between_data_fragments__fails_proto(void **state)
+{
+    struct pair *p = *state;
+    uint8_t f[256], payload[64];
+    struct fy_op done = {.type = FY_OP_DONE}, got;
+    int dl = fy_proto_encode(&done, payload, sizeof(payload));
+
+    assert_true(dl > 0);
+    inject_data(p, 0, 9, (fy_hash128){1, 2}, 0, 500, 1000);
+    inject(p, f, hostile_frame(f, p->dst, PT_OPS, 1, payload, (unsigned)dl));
+    inject_data(p, 2, 9, (fy_hash128){1, 2}, 500, 500, 1000);
+    assert_int_equal(recv_one(p->dst->streams[0], &got), -FY_E_PROTO);
+}
+
+static void test_pkt_rx_burst__page_fragment_continued_by_data__fails_proto(void **state)
+{
+    struct pair *p = *state;
+    uint8_t f[2048], payload[1024];
+    struct pkt_desc d = {.offset = 0, .hash = {1, 2}, .frag_off = 0, .frag_len = 500};
+    struct fy_op got;
+
+    pkt_put_desc(payload, &d);
+    inject(p, f, hostile_frame(f, p->dst, PT_PAGE, 0, payload, PKT_DESC_LEN + 500));
+    inject_data(p, 1, 0, (fy_hash128){1, 2}, 500, 500, 4096);
+    assert_int_equal(recv_one(p->dst->streams[0], &got), -FY_E_PROTO);
+}
+
 /* ---- loss, tiny windows, sequence numbers ------------------------------------ */
 
 static void test_pkt_connect__link_drops_a_tenth__handshake_retries_and_ops_arrive(void **state)
@@ -1371,6 +1777,19 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_pkt_tx_burst__invalid_op_after_valid_ones__prefix_sent_then_inval_stream_intact, pair_setup_1, pair_teardown),
         cmocka_unit_test(test_fy_pkt_lossy_parse__good_and_bad_specs__parsed_or_config),
         cmocka_unit_test(test_pkt_listen__bad_settings__fail_config),
+        cmocka_unit_test_setup_teardown(test_pkt_data__among_pages_mtu_1500__whole_in_order_both_ways, pair_setup_1, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_pkt_data__among_pages_mtu_9000_two_streams__whole_in_order_both_ways, pair_setup_jumbo, pair_teardown),
+        cmocka_unit_test(test_pkt_data__among_pages_mtu_576__nine_fragments_whole_in_order),
+        cmocka_unit_test(test_pkt_data__lossy_link_mtu_1500__whole_in_order_with_retransmits),
+        cmocka_unit_test(test_pkt_data__lossy_link_mtu_9000__whole_in_order_with_retransmits),
+        cmocka_unit_test(test_pkt_data__zero_copy_port_lossy__data_copied_whole_in_order),
+        cmocka_unit_test_setup_teardown(test_pkt_data__frames_per_size__ops_frame_when_it_fits_else_fragments, pair_setup_1, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_pkt_tx_burst__data_too_long_flagged_or_without_bytes__fails_inval_stream_intact, pair_setup_1, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_pkt_rx__hostile_data_frames__dropped_counted_session_intact, pair_setup_1, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_pkt_rx_burst__data_hash_not_of_its_bytes__fails_checksum, pair_setup_1, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_pkt_rx_burst__data_fragment_without_its_start__fails_proto, pair_setup_1, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_pkt_rx_burst__operation_between_data_fragments__fails_proto, pair_setup_1, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_pkt_rx_burst__page_fragment_continued_by_data__fails_proto, pair_setup_1, pair_teardown),
         cmocka_unit_test(test_pkt_migrate__64m_mtu_1500_with_writer__digests_equal),
         cmocka_unit_test(test_pkt_migrate__64m_mtu_9000_with_writer__digests_equal),
         cmocka_unit_test(test_pkt_migrate__64m_lossy_link__completes_with_retransmits_and_digests_equal),
