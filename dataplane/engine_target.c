@@ -353,6 +353,28 @@ static int send_control(struct tgt *m, const struct fy_op *ops, unsigned n)
     return rc;
 }
 
+/* Stream 0 at a ROUND_END found another stream closed by the source.  A
+ * source that failed sends its reason on stream 0 before closing, possibly
+ * after this ROUND_END (its other senders may still have been finishing
+ * the round), so look for it there briefly before reporting a bare close. */
+static int lost_verdict(struct tgt *m)
+{
+    struct fy_stream *s0 = m->s->streams[0];
+    double deadline = fy_now() + 2.0;
+    struct fy_op op;
+
+    while (fy_now() < deadline) {
+        int n = s0->rx_burst(s0, &op, 1, 100);
+        if (n < 0)
+            break;
+        if (n == 1 && op.type == FY_OP_ERROR)
+            return fy_error(FY_E_PEER, "the source %s stopped the migration: %.*s (%s)",
+                            m->s->peer, (int)op.len, (const char *)op.data,
+                            fy_errname((int)op.offset));
+    }
+    return fy_error(-m->lost_rc, "%s", m->lost_detail);
+}
+
 /* Stream 0 at a ROUND_END: wait for the other streams, resolve, answer. */
 static int end_round(struct tgt *m, const struct fy_op *end)
 {
@@ -368,7 +390,7 @@ static int end_round(struct tgt *m, const struct fy_op *end)
         if (m->stop)
             return -FY_E_CANCELLED;
         if (m->lost_rc)
-            return fy_error(-m->lost_rc, "%s", m->lost_detail);
+            return lost_verdict(m);
     }
     if ((rc = resolve_refs(m, &missed, &nmissed)) < 0)
         goto out;
