@@ -38,6 +38,7 @@ struct job {
     int64_t id;      /* 0 until the store has the record */
     int64_t raw_id;  /* written by fy_migrate on the worker thread */
     char vm[FY_NAME_MAX], target[FY_NAME_MAX];
+    char fail_at[FY_NAME_MAX]; /* test hook (workflow.h): "" for none */
     enum fy_migration_kind kind;
     struct fy_migration_request req;
     struct fy_host src, dst;
@@ -598,6 +599,7 @@ static int h_migrate(void *ctx, struct fy_rpc_call *call, const json_object *par
     struct fy_agent *a = AGENT(ctx);
     const char *vm = get_str(params, "vm"), *to = get_str(params, "to");
     const char *kind = get_str(params, "kind"), *gang = get_str(params, "gang");
+    const char *fail_at, *mode;
     const struct fy_peer *peer;
     struct fy_migration_record rec;
     struct fy_vm_info vi;
@@ -631,6 +633,20 @@ static int h_migrate(void *ctx, struct fy_rpc_call *call, const json_object *par
         j->req.downtime_ms = (uint32_t)v;
     if (get_int(params, "streams", &v) && v > 0)
         j->req.streams = (unsigned)v;
+    /* Live: how memory moves ("stream", "ram-direct"; default auto:
+     * stream mode where both drivers have it). */
+    if ((mode = get_str(params, "mode")) && mode[0] &&
+        fy_live_mode_parse(mode, &j->req.mode) < 0) {
+        free(j);
+        return fy_error(FY_E_INVAL, "unknown live migration mode '%s': use stream, "
+                        "ram-direct or auto", mode);
+    }
+    /* The workflow's failure injection, for tests that check each action's
+     * rollback with real hypervisors (ferryctl migrate --fail-at). */
+    if ((fail_at = get_str(params, "fail_at")) && fail_at[0]) {
+        snprintf(j->fail_at, sizeof(j->fail_at), "%s", fail_at);
+        j->req.fail_at = j->fail_at;
+    }
     j->req.on_action = job_on_action;
     j->req.on_round = job_on_round;
     j->req.ctx = j;

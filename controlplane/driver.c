@@ -62,6 +62,7 @@ static const char *cap_name(uint32_t cap)
     case FY_DRV_FAILOVER: return "failover";
     case FY_DRV_DEVICE_STATE: return "device-state";
     case FY_DRV_RAM_DIRECT: return "ram-direct";
+    case FY_DRV_STREAM: return "stream";
     default: return "unknown";
     }
 }
@@ -69,7 +70,7 @@ static const char *cap_name(uint32_t cap)
 #define KNOWN_CAPS                                                        \
     (FY_DRV_LIVE | FY_DRV_COLD | FY_DRV_QUICK | FY_DRV_STORAGE               \
      | FY_DRV_DIRTY_LOG | FY_DRV_SUSPEND | FY_DRV_FAILOVER                   \
-     | FY_DRV_DEVICE_STATE | FY_DRV_RAM_DIRECT)
+     | FY_DRV_DEVICE_STATE | FY_DRV_RAM_DIRECT | FY_DRV_STREAM)
 
 /* Checks the table against include/ferry/driver.h.  Returns 0, or reports
  * the first defect naming the driver and its file. */
@@ -111,6 +112,19 @@ static int check_ops(const struct fy_driver_ops *ops, const char *name,
         OP_(FY_DRV_RAM_DIRECT, device_state_load),
         OP_(FY_DRV_QUICK, vm_suspend),
         OP_(FY_DRV_QUICK, vm_restore),
+        OP_(FY_DRV_STORAGE, disk_create),
+        OP_(FY_DRV_STORAGE, disk_open),
+        OP_(FY_DRV_STORAGE, disk_read),
+        OP_(FY_DRV_STORAGE, disk_write),
+        OP_(FY_DRV_STORAGE, disk_zero),
+        OP_(FY_DRV_STORAGE, disk_dirty),
+        OP_(FY_DRV_STORAGE, disk_close),
+        OP_(FY_DRV_STREAM, incoming_prepare),
+        OP_(FY_DRV_STREAM, stream_incoming),
+        OP_(FY_DRV_STREAM, stream_outgoing),
+        OP_(FY_DRV_STREAM, stream_start),
+        OP_(FY_DRV_STREAM, stream_status),
+        OP_(FY_DRV_STREAM, stream_end),
 #undef OP_
     };
 

@@ -101,6 +101,23 @@ struct fy_host_memory {
 enum fy_host_data_kind {
     FY_HOST_DATA_MEMORY = 1, /* region 'region' of VM 'vm', 'size' bytes */
     FY_HOST_DATA_FILE = 2,   /* file 'path', 'size' bytes */
+    /* Disk 'region' (its index in vm_info's disks) of VM 'vm', whose
+     * virtual size is 'size' bytes: its guest-visible contents, hot
+     * (FY_DRV_STORAGE).  Received into a placeholder's disk; sent only
+     * alongside the VM's memory (fy_host_send_params.disks). */
+    FY_HOST_DATA_DISK = 3,
+    /* Stream mode (FY_DRV_STREAM; docs/qstream.md): VM 'vm''s live
+     * migration run by its hypervisor, whose 'region' channels (besides
+     * the main one) Ferry carries; 'size' is the VM's RAM in bytes.
+     * recv_start: the placeholder from incoming_prepare starts its
+     * incoming migration (the driver's stream_incoming) and a job accepts
+     * the session and feeds it; recv_join returns once the hypervisor has
+     * loaded it all (the VM then waits for vm_resume).  send: the running
+     * VM migrates (stream_outgoing, stream_start; downtime_ms, cancel and
+     * on_round of the params; streams is ignored: channels + 1); returns
+     * when the hypervisor completed, the VM paused (paused), or failed,
+     * the VM running on.  Needs a transport that carries DATA (tcp). */
+    FY_HOST_DATA_STREAM = 4,
 };
 
 struct fy_host_data {
@@ -142,12 +159,44 @@ struct fy_host_send_params {
      * it.  May be NULL. */
     void (*on_round)(const struct fy_round_stats *st, void *round_ctx);
     void *round_ctx;
+    /* Memory with pause: the VM's first ndisks disks move in the same send,
+     * disk i to disks[i] (a recv_start of FY_HOST_DATA_DISK), each by its
+     * own pre-copy rounds beside the memory's: the first round the blocks
+     * its active image holds, then those the guest wrote (the driver's
+     * disk_dirty).  The VM is paused once memory and every disk have
+     * converged; their final rounds run paused. */
+    unsigned ndisks;
+    struct fy_host_endpoint disks[FY_MAX_DISKS];
+};
+
+/* Stream mode (FY_HOST_DATA_STREAM): what the hypervisor and Ferry saw
+ * of a migration.  "hv_" figures are the hypervisor's (QEMU's
+ * query-migrate), the others Ferry's (struct fy_qstream_stats). */
+struct fy_host_stream_stats {
+    unsigned channels;         /* multifd channels carried */
+    bool parsed_all;           /* Ferry parsed every channel */
+    char unparsed[256];        /* if not: the first channel and why */
+    uint64_t pages_sent;       /* whole */
+    uint64_t pages_dup;        /* as references to content the target held */
+    uint64_t pages_dup_shared; /* of those: from other VMs' migrations */
+    uint64_t pages_zero;       /* as ZERO operations */
+    uint64_t pages_uncached;   /* of pages_sent: not kept by the target */
+    uint64_t qemu_zero_pages;  /* listed without data in multifd packets */
+    uint64_t wire_bytes;       /* Ferry's session, all streams, both ways */
+    uint64_t hv_transferred;   /* bytes the hypervisor sent */
+    uint64_t hv_pages_normal;  /* pages it sent with contents */
+    uint64_t hv_pages_zero;    /* zero pages it sent as markers */
+    uint64_t hv_dirty_syncs;   /* about its iterations */
+    double hv_seconds;         /* its total time */
+    double hv_downtime;        /* its pause */
 };
 
 struct fy_host_send_result {
     struct fy_migration_stats st; /* of the engine (summed over sessions) */
+    struct fy_migration_stats disks; /* of the disks sent alongside, summed */
     bool paused;                  /* the send paused the VM; set also on
                                      failure (the caller resumes it) */
+    struct fy_host_stream_stats stream; /* FY_HOST_DATA_STREAM */
 };
 
 /* A receiving end that runs: opaque; a remote implementation keeps the id
@@ -216,6 +265,11 @@ struct fy_host_ops {
     int (*file_remove)(struct fy_host *h, const char *path);
     /* A file's size into *size; FY_E_NOTFOUND if there is none. */
     int (*file_stat)(struct fy_host *h, const char *path, uint64_t *size);
+    /* Hot disks (FY_DRV_STORAGE): the driver's disk_create, making the
+     * empty image of disk 'disk' of the VM 'config' describes at 'path'
+     * (reserved with file_create) over 'backing' ("" none). */
+    int (*disk_create)(struct fy_host *h, const char *config, unsigned disk,
+                       const char *path, uint64_t virtual_size, const char *backing);
 
     /* -- the dataplane -- */
 
@@ -226,7 +280,8 @@ struct fy_host_ops {
      * MEMORY: into region what->region of the VM's memory (a placeholder
      * from incoming_prepare), which must have what->size bytes.  FILE: into
      * the file what->path (existing, empty), which ends with what->size
-     * bytes.  On success '*job' must be ended with recv_join or recv_abort;
+     * bytes.  DISK: into the placeholder's disk what->region (the driver's
+     * disk_open), whose virtual size must be what->size.  On success '*job' must be ended with recv_join or recv_abort;
      * on failure nothing runs and '*job' is NULL. */
     int (*recv_start)(struct fy_host *h, const struct fy_host_data *what,
                       const char *listen_addr, int timeout_ms,

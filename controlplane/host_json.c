@@ -701,6 +701,13 @@ json_object *fy_json_send_params_encode(const struct fy_host_send_params *in)
     fy_json_put_u64(o, "max_rounds", in->max_rounds);
     fy_json_put_bool(o, "dirty_log", in->dirty_log);
     fy_json_put_bool(o, "pause", in->pause);
+    if (in->ndisks) {
+        /* Hot disks sent beside the memory (absent: none). */
+        json_object *a = json_object_new_array();
+        for (unsigned i = 0; a && i < in->ndisks && i < FY_MAX_DISKS; i++)
+            json_object_array_add(a, fy_json_host_endpoint_encode(&in->disks[i]));
+        json_object_object_add(o, "disks", a);
+    }
     return o;
 }
 
@@ -721,5 +728,69 @@ int fy_json_send_params_decode(const json_object *in, struct fy_host_send_params
         (rc = fy_json_get_bool(in, "pause", w, &out->pause)) < 0)
         return rc;
     out->downtime_ms = downtime;
+    if (member(in, "disks")) {
+        json_object *a;
+        size_t n;
+
+        if ((rc = get_array(in, "disks", w, FY_MAX_DISKS, &a, &n)) < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++)
+            if ((rc = fy_json_host_endpoint_decode(json_object_array_get_idx(a, i),
+                                                   &out->disks[i])) < 0)
+                return rc;
+        out->ndisks = (unsigned)n;
+    }
+    return 0;
+}
+
+json_object *fy_json_host_stream_stats_encode(const struct fy_host_stream_stats *in)
+{
+    json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    fy_json_put_u64(o, "channels", in->channels);
+    fy_json_put_bool(o, "parsed_all", in->parsed_all);
+    fy_json_put_str(o, "unparsed", in->unparsed);
+    fy_json_put_u64(o, "pages_sent", in->pages_sent);
+    fy_json_put_u64(o, "pages_dup", in->pages_dup);
+    fy_json_put_u64(o, "pages_dup_shared", in->pages_dup_shared);
+    fy_json_put_u64(o, "pages_zero", in->pages_zero);
+    fy_json_put_u64(o, "pages_uncached", in->pages_uncached);
+    fy_json_put_u64(o, "qemu_zero_pages", in->qemu_zero_pages);
+    fy_json_put_u64(o, "wire_bytes", in->wire_bytes);
+    fy_json_put_u64(o, "hv_transferred", in->hv_transferred);
+    fy_json_put_u64(o, "hv_pages_normal", in->hv_pages_normal);
+    fy_json_put_u64(o, "hv_pages_zero", in->hv_pages_zero);
+    fy_json_put_u64(o, "hv_dirty_syncs", in->hv_dirty_syncs);
+    fy_json_put_double(o, "hv_seconds", in->hv_seconds);
+    fy_json_put_double(o, "hv_downtime", in->hv_downtime);
+    return o;
+}
+
+int fy_json_host_stream_stats_decode(const json_object *in, struct fy_host_stream_stats *out)
+{
+    const char *w = "stream_stats";
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = not_object(in, w)) < 0 ||
+        (rc = fy_json_get_uint(in, "channels", w, &out->channels)) < 0 ||
+        (rc = fy_json_get_bool(in, "parsed_all", w, &out->parsed_all)) < 0 ||
+        (rc = fy_json_get_str(in, "unparsed", w, out->unparsed, sizeof(out->unparsed))) < 0 ||
+        (rc = fy_json_get_u64(in, "pages_sent", w, &out->pages_sent)) < 0 ||
+        (rc = fy_json_get_u64(in, "pages_dup", w, &out->pages_dup)) < 0 ||
+        (rc = fy_json_get_u64(in, "pages_dup_shared", w, &out->pages_dup_shared)) < 0 ||
+        (rc = fy_json_get_u64(in, "pages_zero", w, &out->pages_zero)) < 0 ||
+        (rc = fy_json_get_u64(in, "pages_uncached", w, &out->pages_uncached)) < 0 ||
+        (rc = fy_json_get_u64(in, "qemu_zero_pages", w, &out->qemu_zero_pages)) < 0 ||
+        (rc = fy_json_get_u64(in, "wire_bytes", w, &out->wire_bytes)) < 0 ||
+        (rc = fy_json_get_u64(in, "hv_transferred", w, &out->hv_transferred)) < 0 ||
+        (rc = fy_json_get_u64(in, "hv_pages_normal", w, &out->hv_pages_normal)) < 0 ||
+        (rc = fy_json_get_u64(in, "hv_pages_zero", w, &out->hv_pages_zero)) < 0 ||
+        (rc = fy_json_get_u64(in, "hv_dirty_syncs", w, &out->hv_dirty_syncs)) < 0 ||
+        (rc = get_double(in, "hv_seconds", w, &out->hv_seconds)) < 0 ||
+        (rc = get_double(in, "hv_downtime", w, &out->hv_downtime)) < 0)
+        return rc;
     return 0;
 }

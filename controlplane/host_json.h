@@ -57,6 +57,9 @@ int fy_json_host_endpoint_decode(const json_object *in, struct fy_host_endpoint 
 json_object *fy_json_send_params_encode(const struct fy_host_send_params *in);
 int fy_json_send_params_decode(const json_object *in, struct fy_host_send_params *out);
 
+json_object *fy_json_host_stream_stats_encode(const struct fy_host_stream_stats *in);
+int fy_json_host_stream_stats_decode(const json_object *in, struct fy_host_stream_stats *out);
+
 /* ---- members and binary values -------------------------------------------- */
 
 /* 'len' bytes at 'data' as a new JSON string of 2*len hex digits; NULL when

@@ -5,6 +5,7 @@
  * Reading order: driver calls; files; the receiving end of a transfer; the
  * sending end; the table. */
 #include "controlplane/host.h"
+#include "controlplane/host_local.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -207,6 +208,111 @@ static int local_file_stat(struct fy_host *h, const char *path, uint64_t *size)
     return 0;
 }
 
+static int local_disk_create(struct fy_host *h, const char *config, unsigned disk,
+                             const char *path, uint64_t virtual_size, const char *backing)
+{
+    if (!DRV(h)->disk_create)
+        return missing(h, "disk_create");
+    return DRV(h)->disk_create(INST(h), config, disk, path, virtual_size,
+                               backing ? backing : "");
+}
+
+/* ---- hot disks as regions ---------------------------------------------------- */
+
+/* A VM's disk as the engine sees it: a view region over the driver's
+ * disk_read/write/zero.  The region is whole pages; bytes past the disk's
+ * virtual size read as zero and must be written as zero. */
+struct disk_view {
+    const struct fy_driver_ops *ops;
+    struct fy_disk_io *io; /* NULL: closed */
+    uint64_t size;         /* virtual size */
+};
+
+static uint64_t dv_clip(const struct disk_view *v, uint64_t off, uint64_t len)
+{
+    return off >= v->size ? 0 : (len < v->size - off ? len : v->size - off);
+}
+
+static int dv_read(void *ctx, uint64_t off, void *buf, uint64_t len)
+{
+    struct disk_view *v = ctx;
+    uint64_t n = dv_clip(v, off, len);
+    int rc;
+
+    if (n && (rc = v->ops->disk_read(v->io, off, buf, n)) < 0)
+        return rc;
+    memset((char *)buf + n, 0, len - n);
+    return 0;
+}
+
+static int dv_write(void *ctx, uint64_t off, const void *buf, uint64_t len)
+{
+    struct disk_view *v = ctx;
+    uint64_t n = dv_clip(v, off, len);
+
+    for (uint64_t i = n; i < len; i++)
+        if (((const char *)buf)[i])
+            return fy_error(FY_E_RANGE, "data past the end of a disk of %llu bytes",
+                            (unsigned long long)v->size);
+    return n ? v->ops->disk_write(v->io, off, buf, n) : 0;
+}
+
+static int dv_zero(void *ctx, uint64_t off, uint64_t len)
+{
+    struct disk_view *v = ctx;
+    uint64_t n = dv_clip(v, off, len);
+
+    return n ? v->ops->disk_zero(v->io, off, n) : 0;
+}
+
+static const struct fy_region_view_ops disk_view_ops = {dv_read, dv_write, dv_zero};
+
+/* Opens disk 'disk' of VM 'vm' (mode) as region '*r' over 'v'. */
+static int disk_region(struct fy_host *h, const char *vm, unsigned disk, enum fy_disk_mode mode,
+                       struct disk_view *v, struct fy_region **r)
+{
+    char name[FY_NAME_MAX + 16];
+    uint64_t len;
+    int rc;
+
+    memset(v, 0, sizeof(*v));
+    *r = NULL;
+    if (!(DRV(h)->caps & FY_DRV_STORAGE))
+        return missing(h, "disk_open (FY_DRV_STORAGE)");
+    v->ops = DRV(h);
+    if ((rc = DRV(h)->disk_open(INST(h), vm, disk, mode, &v->io, &v->size)) < 0)
+        return rc;
+    len = (v->size + FY_PAGE_SIZE - 1) & ~(uint64_t)(FY_PAGE_SIZE - 1);
+    snprintf(name, sizeof(name), "%s/disk%u", vm, disk);
+    rc = len ? fy_region_open_view(&disk_view_ops, v, len,
+                                   mode == FY_DISK_TARGET ? FY_REGION_RDWR : FY_REGION_READ,
+                                   name, r)
+             : fy_error(FY_E_INVAL, "disk %u of VM %s on host %s is empty", disk, vm, h->name);
+    if (rc < 0) {
+        char keep[ERR_MAX];
+
+        snprintf(keep, sizeof(keep), "%s", fy_error_detail());
+        v->ops->disk_close(v->io);
+        v->io = NULL;
+        rc = fy_error(-rc, "%s", keep);
+    }
+    return rc;
+}
+
+/* Closes what disk_region opened; the driver's close result (the target
+ * flushes what it wrote). */
+static int disk_region_close(struct disk_view *v, struct fy_region **r)
+{
+    int rc = 0;
+
+    fy_region_close(*r);
+    *r = NULL;
+    if (v->io)
+        rc = v->ops->disk_close(v->io);
+    v->io = NULL;
+    return rc;
+}
+
 /* ---- gang dedup ------------------------------------------------------------ */
 
 /* The shared dedup indexes of gangs (host.h), process-wide because every
@@ -377,6 +483,23 @@ static void gang_put(struct gang *g, const struct kept *k)
         gang_free(g);
 }
 
+/* For host_stream.c (host_local.h). */
+struct gang *fy_host_gang_get(struct fy_host *h, const char *side, uint64_t npages)
+{
+    return gang_get(h, side, npages);
+}
+
+struct fy_dedup *fy_host_gang_dedup(const struct gang *g)
+{
+    return g->dedup;
+}
+
+void fy_host_gang_put(struct gang *g, const struct fy_kept *k, struct fy_region *r)
+{
+    struct kept kk = {.k = k ? *k : (struct fy_kept){.space = -1}, .r = r};
+    gang_put(g, &kk);
+}
+
 /* ---- the receiving end ---------------------------------------------------- */
 
 /* A listener and a thread that accepts one session per region, in order,
@@ -393,6 +516,8 @@ struct fy_host_recv {
     int idle_ms;
     struct gang *gang;            /* memory of a gang (host.h); NULL: none */
     struct fy_kept kept;          /* its page map, handed over by the engine */
+    struct disk_view disk;        /* a hot disk: regions[0] views it */
+    struct fy_stream_recv *stream; /* stream mode: all of it (host_stream.c) */
     pthread_t tid;
     bool running;
     int rc;
@@ -482,6 +607,16 @@ static int recv_regions(struct fy_host *h, const struct fy_host_data *w,
                           : fy_region_open_pid(r->pid, r->addr, r->size, FY_REGION_RDWR,
                                                &j->regions[0]);
     }
+    if (w->kind == FY_HOST_DATA_DISK) {
+        int rc = disk_region(h, w->vm, w->region, FY_DISK_TARGET, &j->disk, &j->regions[0]);
+
+        if (rc == 0 && j->disk.size != w->size)
+            rc = fy_error(FY_E_PROTO, "disk %u of VM %s has %llu bytes on host %s, the "
+                          "source's %llu", w->region, w->vm,
+                          (unsigned long long)j->disk.size, h->name,
+                          (unsigned long long)w->size);
+        return rc;
+    }
     if (w->kind == FY_HOST_DATA_FILE) {
         uint64_t whole = w->size & ~(uint64_t)(FY_PAGE_SIZE - 1);
         int rc;
@@ -518,6 +653,13 @@ static const struct fy_transport_ops *data_transport(const struct fy_host *h,
     return fy_transport_find(mine ? h->transport : "tcp");
 }
 
+const struct fy_transport_ops *fy_host_local_transport(const struct fy_host *h,
+                                                       const char *local,
+                                                       const char **params)
+{
+    return data_transport(h, local, params);
+}
+
 static void recv_free(struct fy_host_recv *j)
 {
     if (j->l)
@@ -529,6 +671,8 @@ static void recv_free(struct fy_host_recv *j)
         gang_put(j->gang, &k);
         j->regions[0] = NULL;
     }
+    if (j->disk.io)
+        disk_region_close(&j->disk, &j->regions[0]);
     fy_region_close(j->regions[0]);
     fy_region_close(j->regions[1]);
     free(j);
@@ -551,6 +695,13 @@ static int local_recv_start(struct fy_host *h, const struct fy_host_data *what,
     memset(ep, 0, sizeof(*ep));
     if (!(j = calloc(1, sizeof(*j))))
         return fy_error(FY_E_NOMEM, "no memory for a receiving job on host %s", h->name);
+    if (what->kind == FY_HOST_DATA_STREAM) {
+        /* Stream mode is a job of its own (host_stream.c). */
+        if ((rc = fy_host_stream_recv_start(h, what, addr, timeout_ms, &j->stream, ep)) < 0)
+            goto fail;
+        *job = j;
+        return 0;
+    }
     j->idle_ms = o.timeout_ms;
     if ((rc = recv_regions(h, what, j)) < 0)
         goto fail;
@@ -591,12 +742,20 @@ static int local_recv_join(struct fy_host *h, struct fy_host_recv *j,
 
     if (!j)
         return fy_error(FY_E_INVAL, "recv_join: no job");
+    if (j->stream) {
+        rc = fy_host_stream_recv_join(h, j->stream, st);
+        j->stream = NULL;
+        recv_free(j);
+        return rc;
+    }
     if (j->running)
         pthread_join(j->tid, NULL);
     if (st)
         *st = j->st;
     if (j->rc < 0)
         rc = fy_error(-j->rc, "host %s receiving: %s", h->name, j->detail);
+    else if (j->disk.io && (rc = disk_region_close(&j->disk, &j->regions[0])) < 0)
+        rc = fy_error(-rc, "host %s receiving: %s", h->name, fy_error_detail());
     recv_free(j);
     return rc;
 }
@@ -628,9 +787,12 @@ static void poke(const char *a)
 
 static void local_recv_abort(struct fy_host *h, struct fy_host_recv *j)
 {
-    (void)h;
     if (!j)
         return;
+    if (j->stream) {
+        fy_host_stream_recv_abort(h, j->stream);
+        j->stream = NULL;
+    }
     if (j->running) {
         if (j->l->ops->listener_shutdown)
             j->l->ops->listener_shutdown(j->l);
@@ -639,6 +801,14 @@ static void local_recv_abort(struct fy_host *h, struct fy_host_recv *j)
         pthread_join(j->tid, NULL);
     }
     recv_free(j);
+}
+
+void fy_host_local_listener_stop(struct fy_listener *l)
+{
+    if (l->ops->listener_shutdown)
+        l->ops->listener_shutdown(l);
+    else
+        poke(l->addr);
 }
 
 /* ---- the sending end ------------------------------------------------------ */
@@ -650,6 +820,7 @@ struct send_ctx {
     unsigned region;
     bool paused;
     const struct fy_host_send_params *p; /* its on_round */
+    struct pause_member *gang;           /* hot disks share the pause */
 };
 
 static int send_sync(void *ctx, uint64_t *bitmap, uint64_t npages)
@@ -721,6 +892,229 @@ static int send_region(const struct fy_host *h, struct fy_region *r,
     return rc;
 }
 
+/* ---- hot disks beside memory ----------------------------------------------- */
+
+/* The memory send and the disk sends of one VM share its pause: each
+ * engine asks for it when its own rounds have converged, and the VM
+ * pauses once all of them have; until then each hears "not yet" and runs
+ * another round (after a short wait for the others). */
+#define PAUSE_WAIT_MS 200
+
+struct pause_gang {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned n, ready;      /* engines, and those that converged */
+    bool paused, failed;    /* failed: one ended before the pause */
+    struct timespec t_pause; /* CLOCK_MONOTONIC, when it paused */
+    struct send_ctx *c;     /* pauses the VM (send_pause) */
+};
+
+struct pause_member {
+    struct pause_gang *g;
+    bool ready;
+};
+
+static int gang_pause(struct pause_member *me)
+{
+    struct pause_gang *g = me->g;
+    struct timespec ts;
+    int rc = 1;
+
+    pthread_mutex_lock(&g->lock);
+    if (!me->ready) {
+        me->ready = true;
+        g->ready++;
+        pthread_cond_broadcast(&g->cond);
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += PAUSE_WAIT_MS * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    while (!g->paused && !g->failed && g->ready < g->n)
+        if (pthread_cond_timedwait(&g->cond, &g->lock, &ts) == ETIMEDOUT)
+            break;
+    if (g->failed) {
+        rc = fy_error(FY_E_CANCELLED, "VM %s: another part of its migration failed before "
+                      "the pause", g->c->vm);
+    } else if (g->paused) {
+        rc = 0;
+    } else if (g->ready == g->n) {
+        if ((rc = send_pause(g->c)) == 0) {
+            g->paused = true;
+            clock_gettime(CLOCK_MONOTONIC, &g->t_pause);
+        } else {
+            g->failed = true;
+        }
+        pthread_cond_broadcast(&g->cond);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+/* An engine of the gang ended with an error: the others stop at their
+ * next pause (if the VM is not paused yet). */
+static void gang_fail(struct pause_gang *g)
+{
+    pthread_mutex_lock(&g->lock);
+    if (!g->paused)
+        g->failed = true;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static int memory_gang_pause(void *ctx)
+{
+    struct send_ctx *c = ctx;
+    return gang_pause(c->gang);
+}
+
+/* One disk's send, on a thread of its own. */
+struct hot_disk {
+    struct fy_host *h;
+    const struct fy_host_send_params *p;
+    struct fy_host_endpoint to;
+    struct disk_view v;
+    struct fy_region *r;
+    uint64_t *first;          /* round 1: the blocks the active image holds */
+    struct pause_member me;
+    volatile int *cancel;
+    struct fy_migration_stats st;
+    int rc;
+    char detail[ERR_MAX];
+    pthread_t tid;
+    bool started;
+};
+
+static int disk_sync(void *ctx, uint64_t *bitmap, uint64_t npages)
+{
+    struct hot_disk *k = ctx;
+    return k->v.ops->disk_dirty(k->v.io, bitmap, npages);
+}
+
+static int disk_pause(void *ctx)
+{
+    struct hot_disk *k = ctx;
+    return gang_pause(&k->me);
+}
+
+static void *disk_main(void *arg)
+{
+    struct hot_disk *k = arg;
+    struct fy_source_params sp = {
+        .downtime_ms = k->p->downtime_ms,
+        .max_rounds = k->p->max_rounds,
+        .dirty_sync = disk_sync,
+        .pause = disk_pause,
+        .ctx = k,
+        .cancel = k->cancel,
+        .first_round = k->first,
+    };
+
+    pthread_setname_np(pthread_self(), "fy-disk");
+    k->rc = send_region(k->h, k->r, &k->to, k->p, &sp, &k->st, true);
+    if (k->rc < 0) {
+        snprintf(k->detail, sizeof(k->detail), "%s", fy_error_detail());
+        gang_fail(k->me.g);
+    }
+    return NULL;
+}
+
+/* The hot disks of a memory send: opened, their first round's blocks
+ * found, their sends started. */
+struct hot_disks {
+    struct pause_gang g;
+    struct pause_member mem; /* the memory's place in the gang */
+    volatile int cancel;     /* set when the memory send fails */
+    unsigned n;
+    struct hot_disk k[FY_MAX_DISKS];
+};
+
+static int hot_disks_start(struct fy_host *h, const char *vm,
+                           const struct fy_host_send_params *p, struct send_ctx *c,
+                           struct hot_disks *hd)
+{
+    int rc;
+
+    memset(hd, 0, sizeof(*hd));
+    pthread_mutex_init(&hd->g.lock, NULL);
+    pthread_cond_init(&hd->g.cond, NULL);
+    hd->g.c = c;
+    hd->g.n = 1;
+    hd->mem.g = &hd->g;
+    if (p->ndisks > FY_MAX_DISKS)
+        return fy_error(FY_E_INVAL, "VM %s: %u disks to send, at most %d", vm, p->ndisks,
+                        FY_MAX_DISKS);
+    for (unsigned i = 0; i < p->ndisks; i++) {
+        struct hot_disk *k = &hd->k[i];
+        uint64_t npages;
+
+        k->h = h;
+        k->p = p;
+        k->to = p->disks[i];
+        k->me.g = &hd->g;
+        k->cancel = &hd->cancel;
+        if ((rc = disk_region(h, vm, i, FY_DISK_SOURCE, &k->v, &k->r)) < 0)
+            return rc;
+        hd->n = i + 1;
+        npages = fy_region_pages(k->r);
+        if (!(k->first = calloc((npages + 63) / 64, 8)))
+            return fy_error(FY_E_NOMEM, "no memory for the block map of disk %u of VM %s",
+                            i, vm);
+        if ((rc = k->v.ops->disk_dirty(k->v.io, k->first, npages)) < 0)
+            return rc;
+    }
+    hd->g.n = 1 + hd->n;
+    for (unsigned i = 0; i < hd->n; i++) {
+        if (pthread_create(&hd->k[i].tid, NULL, disk_main, &hd->k[i]) != 0) {
+            hd->g.n = 1 + i;
+            return fy_error(FY_E_SYS, "cannot start the send of disk %u of VM %s on host %s",
+                            i, vm, h->name);
+        }
+        hd->k[i].started = true;
+    }
+    return 0;
+}
+
+/* Waits for the disk sends (failing them if the memory send failed, rc <
+ * 0), closes the disks and sums their statistics into 'sum'.  Returns the
+ * first disk failure. */
+static int hot_disks_end(struct hot_disks *hd, int rc, struct fy_migration_stats *sum)
+{
+    int first = 0;
+    char detail[ERR_MAX] = "";
+
+    if (rc < 0) {
+        hd->cancel = 1;
+        gang_fail(&hd->g);
+    }
+    for (unsigned i = 0; i < hd->n; i++) {
+        struct hot_disk *k = &hd->k[i];
+
+        if (k->started)
+            pthread_join(k->tid, NULL);
+        if (k->started && k->rc < 0 && !first) {
+            first = k->rc;
+            snprintf(detail, sizeof(detail), "disk %u: %s", i, k->detail);
+        }
+        sum->rounds += k->st.rounds;
+        sum->region_bytes += k->st.region_bytes;
+        sum->pages_sent += k->st.pages_sent;
+        sum->pages_zero += k->st.pages_zero;
+        sum->pages_dup += k->st.pages_dup;
+        sum->pages_resent += k->st.pages_resent;
+        sum->wire_bytes += k->st.wire_bytes;
+        sum->downtime = k->st.downtime > sum->downtime ? k->st.downtime : sum->downtime;
+        sum->verify_seconds = k->st.verify_seconds > sum->verify_seconds
+                                  ? k->st.verify_seconds : sum->verify_seconds;
+        sum->verified = (i == 0 || sum->verified) && k->started && k->st.verified;
+        disk_region_close(&k->v, &k->r);
+        free(k->first);
+    }
+    pthread_mutex_destroy(&hd->g.lock);
+    pthread_cond_destroy(&hd->g.cond);
+    return first ? fy_error(-first, "%s", detail) : 0;
+}
+
 static int send_memory(struct fy_host *h, const struct fy_host_data *w,
                        const struct fy_host_endpoint *to,
                        const struct fy_host_send_params *p, struct fy_host_send_result *out)
@@ -740,10 +1134,14 @@ static int send_memory(struct fy_host *h, const struct fy_host_data *w,
     struct fy_region *r = NULL;
     struct gang *g = NULL;
     struct kept k = {.k = {.space = -1}};
-    int rc;
+    struct hot_disks *hd = NULL;
+    int rc, drc;
 
     if (p->dirty_log && !DRV(h)->dirty_log_sync)
         return missing(h, "dirty_log_sync");
+    if (p->ndisks && !p->pause)
+        return fy_error(FY_E_INVAL, "VM %s: disks move beside memory that pauses the VM",
+                        w->vm);
     if ((rc = layout(h, w->vm, &ml)) < 0)
         return rc;
     if (w->region >= ml.n)
@@ -762,8 +1160,44 @@ static int send_memory(struct fy_host *h, const struct fy_host_data *w,
             rc = -FY_E_NOMEM;
         }
     }
+    if (rc == 0 && p->ndisks) {
+        /* Hot disks: their sends run beside this one and share the pause. */
+        if (!(hd = malloc(sizeof(*hd)))) {
+            rc = fy_error(FY_E_NOMEM, "no memory for the disks of VM %s", w->vm);
+        } else {
+            rc = hot_disks_start(h, w->vm, p, &c, hd);
+            c.gang = &hd->mem;
+            sp.pause = memory_gang_pause;
+        }
+    }
     if (rc == 0)
         rc = send_region(h, r, to, p, &sp, &out->st, true);
+    if (hd) {
+        /* The failure that stopped the others is the one to report: not a
+         * cancellation, which one side's failure causes in the other. */
+        char keep[ERR_MAX];
+
+        snprintf(keep, sizeof(keep), "%s", fy_error_detail());
+        drc = hot_disks_end(hd, rc, &out->disks);
+        if (hd->g.paused) {
+            /* The VM was paused for the disks' final rounds and their
+             * verification too, and perhaps by a disk's engine before the
+             * memory's asked: the send's downtime runs from that pause. */
+            struct timespec t;
+            double since;
+
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            since = (double)(t.tv_sec - hd->g.t_pause.tv_sec) +
+                    (double)(t.tv_nsec - hd->g.t_pause.tv_nsec) / 1e9;
+            if (since > out->st.downtime)
+                out->st.downtime = since;
+        }
+        if (rc < 0 && (drc == 0 || (rc != -FY_E_CANCELLED && drc == -FY_E_CANCELLED)))
+            fy_error(-rc, "%s", keep);
+        else if (drc < 0)
+            rc = drc;
+        free(hd);
+    }
     if (g) {
         /* The source keeps only hashes (what the target holds): nothing of
          * the region itself outlives the send. */
@@ -829,6 +1263,11 @@ static int local_send(struct fy_host *h, const struct fy_host_data *what,
         return send_memory(h, what, to, params, out);
     if (what->kind == FY_HOST_DATA_FILE)
         return send_file(h, what, to, params, out);
+    if (what->kind == FY_HOST_DATA_STREAM)
+        return fy_host_stream_send(h, what, to, params, out);
+    if (what->kind == FY_HOST_DATA_DISK)
+        return fy_error(FY_E_INVAL, "host %s: a disk of VM %s is sent beside its memory "
+                        "(send_params.disks), not alone", h->name, what->vm);
     return fy_error(FY_E_INVAL, "host %s: unknown kind of transfer %d", h->name,
                     (int)what->kind);
 }
@@ -858,6 +1297,7 @@ const struct fy_host_ops fy_host_local_ops = {
     .file_create = local_file_create,
     .file_remove = local_file_remove,
     .file_stat = local_file_stat,
+    .disk_create = local_disk_create,
     .recv_start = local_recv_start,
     .recv_join = local_recv_join,
     .recv_abort = local_recv_abort,

@@ -286,6 +286,21 @@ static int remote_file_remove(struct fy_host *h, const char *path)
     return call(h, "host.file_remove", params1("path", path), NULL);
 }
 
+static int remote_disk_create(struct fy_host *h, const char *config, unsigned disk,
+                              const char *path, uint64_t virtual_size, const char *backing)
+{
+    json_object *p = json_object_new_object();
+
+    if (p) {
+        json_object_object_add(p, "config", json_object_new_string(config));
+        json_object_object_add(p, "disk", json_object_new_uint64(disk));
+        json_object_object_add(p, "path", json_object_new_string(path));
+        json_object_object_add(p, "virtual_size", json_object_new_uint64(virtual_size));
+        json_object_object_add(p, "backing", json_object_new_string(backing ? backing : ""));
+    }
+    return call(h, "host.disk_create", p, NULL);
+}
+
 static int remote_file_stat(struct fy_host *h, const char *path, uint64_t *size)
 {
     json_object *res;
@@ -445,7 +460,11 @@ static int remote_send(struct fy_host *h, const struct fy_host_data *what,
         return rc;
     if (!json_object_object_get_ex(res, "st", &o) ||
         fy_json_migration_stats_decode(o, &out->st) < 0 ||
-        fy_json_get_bool(res, "paused", "send answer", &out->paused) < 0)
+        fy_json_get_bool(res, "paused", "send answer", &out->paused) < 0 ||
+        (json_object_object_get_ex(res, "disks", &o) &&
+         fy_json_migration_stats_decode(o, &out->disks) < 0) ||
+        (json_object_object_get_ex(res, "stream", &o) &&
+         fy_json_host_stream_stats_decode(o, &out->stream) < 0))
         rc = malformed(h, "host.send");
     else if (json_object_object_get_ex(res, "error", &o))
         rc = far_error(h, o);
@@ -478,6 +497,7 @@ static const struct fy_host_ops remote_ops = {
     .file_create = remote_file_create,
     .file_remove = remote_file_remove,
     .file_stat = remote_file_stat,
+    .disk_create = remote_disk_create,
     .recv_start = remote_recv_start,
     .recv_join = remote_recv_join,
     .recv_abort = remote_recv_abort,

@@ -17,13 +17,16 @@
  *   host.device_state_load {vm, state: hex} -> {}
  *   host.file_create / file_remove {path} -> {}
  *   host.file_stat {path} -> {size}
+ *   host.disk_create {config, disk, path, virtual_size, backing} -> {}
  *   host.recv_start {what: host_data, listen_addr, timeout_ms, gang?}
  *       -> {job: N, endpoint: host_endpoint}   (gang: fy_host.gang of the
  *       receiving host for this transfer)
  *   host.recv_join {job} -> {st: migration_stats}
  *   host.recv_abort {job} -> {}
  *   host.send {what: host_data, to: host_endpoint, params: send_params}
- *       -> {st: migration_stats, paused, error?: {code, message}}
+ *       -> {st: migration_stats, paused, disks?: migration_stats,
+ *           stream?: stream_stats, error?: {code, message}}
+ *       (send_params.disks: [host_endpoint]; stream: what.kind stream mode)
  *
  * host.send answers a result also when the send failed, with the failure
  * in "error" (code as fy_errname()), because the caller needs 'paused'
@@ -619,6 +622,28 @@ static int h_file_stat(void *ctx, struct fy_rpc_call *call, const json_object *p
     return *result ? 0 : no_memory("host.file_stat");
 }
 
+static int h_disk_create(void *ctx, struct fy_rpc_call *call, const json_object *params,
+                         json_object **result)
+{
+    const char *w = "host.disk_create params", *config, *path, *backing;
+    unsigned disk;
+    uint64_t size;
+    int rc;
+
+    (void)call;
+    (void)result;
+    if ((rc = fy_json_get_strp(params, "config", w, false, &config)) < 0 ||
+        (rc = fy_json_get_uint(params, "disk", w, &disk)) < 0 ||
+        (rc = fy_json_get_strp(params, "path", w, false, &path)) < 0 ||
+        (rc = fy_json_get_u64(params, "virtual_size", w, &size)) < 0 ||
+        (rc = fy_json_get_strp(params, "backing", w, false, &backing)) < 0)
+        return rc;
+    ops_lock(ctx);
+    rc = local_of(ctx)->ops->disk_create(local_of(ctx), config, disk, path, size, backing);
+    ops_unlock(ctx);
+    return rc;
+}
+
 /* ---- the dataplane ----------------------------------------------------------- */
 
 static int h_recv_start(void *ctx, struct fy_rpc_call *call, const json_object *params,
@@ -753,6 +778,12 @@ static int h_send(void *ctx, struct fy_rpc_call *call, const json_object *params
     }
     json_object_object_add(*result, "st", fy_json_migration_stats_encode(&b->res.st));
     json_object_object_add(*result, "paused", json_object_new_boolean(b->res.paused));
+    if (b->sp.ndisks)
+        json_object_object_add(*result, "disks",
+                               fy_json_migration_stats_encode(&b->res.disks));
+    if (b->what.kind == FY_HOST_DATA_STREAM)
+        json_object_object_add(*result, "stream",
+                               fy_json_host_stream_stats_encode(&b->res.stream));
     if (rc < 0 && (err = json_object_new_object())) {
         json_object_object_add(err, "code", json_object_new_string(fy_errname(rc)));
         json_object_object_add(err, "message", json_object_new_string(fy_error_detail()));
@@ -788,6 +819,7 @@ static const struct fy_rpc_method methods[] = {
     {"host.file_create", h_file_create},
     {"host.file_remove", h_file_remove},
     {"host.file_stat", h_file_stat},
+    {"host.disk_create", h_disk_create},
     {"host.recv_start", h_recv_start},
     {"host.recv_join", h_recv_join},
     {"host.recv_abort", h_recv_abort},

@@ -121,6 +121,17 @@ struct mig {
      * the live actions with the source paused first. */
     bool ram_direct;
     bool disks_copied; /* the active disks moved while it was paused */
+    /* Live, disks moving, both drivers FY_DRV_STORAGE: the active images
+     * move while the VM runs, beside its memory (InitiateSource); the
+     * target receives each into its placeholder's disk. */
+    bool hot_disks;
+    struct fy_host_recv *disk_jobs[FY_MAX_DISKS];
+    struct fy_host_endpoint disk_eps[FY_MAX_DISKS];
+    struct fy_migration_stats disk_st; /* of the hot disks, verified both ends */
+    /* Live in stream mode (FY_DRV_STREAM on both hosts): the hypervisor
+     * migrates, Ferry carries its channels (one memory "transfer" of kind
+     * FY_HOST_DATA_STREAM); no device state step. */
+    bool stream;
     char image[FY_PATH_MAX], dst_image[FY_PATH_MAX]; /* quick: saved state */
 
     struct fy_host_caps src_caps, dst_caps;
@@ -284,6 +295,33 @@ static void recv_memory_abort(struct mig *m)
     m->mem_job = NULL;
 }
 
+/* Hot disks: starts the target receiving each disk into its placeholder's. */
+static int recv_disks(struct mig *m)
+{
+    int rc;
+
+    for (unsigned i = 0; i < m->vm.ndisks; i++) {
+        struct fy_host_data d = {.kind = FY_HOST_DATA_DISK, .region = i,
+                                 .size = m->vm.disks[i].virtual_size};
+
+        snprintf(d.vm, sizeof(d.vm), "%s", m->req->vm);
+        snprintf(d.path, sizeof(d.path), "%s", m->disk_paths[i]);
+        if ((rc = m->dst->ops->recv_start(m->dst, &d, m->hot_dst, timeout_ms(m),
+                                          &m->disk_jobs[i], &m->disk_eps[i])) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void recv_disks_abort(struct mig *m)
+{
+    for (unsigned i = 0; i < FY_MAX_DISKS; i++) {
+        if (m->disk_jobs[i])
+            m->dst->ops->recv_abort(m->dst, m->disk_jobs[i]);
+        m->disk_jobs[i] = NULL;
+    }
+}
+
 /* ---- the actions ---------------------------------------------------------- */
 
 #define M(ctx) ((struct mig *)(ctx))
@@ -393,6 +431,47 @@ static int a_check_permission(struct fy_workflow *wf, void *ctx)
     return 0;
 }
 
+/* ---- stream mode (live) ------------------------------------------------ */
+
+/* Live: stream mode or the engine (fy_migration_request.mode). */
+static int stream_choose(struct mig *m)
+{
+    bool can = host_can(&m->src_caps, FY_DRV_STREAM) && host_can(&m->dst_caps, FY_DRV_STREAM);
+    enum fy_live_mode mode = m->req->mode;
+
+    m->stream = false;
+    if (mode == FY_LIVE_STREAM && !can)
+        return fy_error(FY_E_UNSUPPORTED, "driver %s has no stream mode (FY_DRV_STREAM): "
+                        "migrate VM %s without --mode stream", m->src_caps.driver,
+                        vmname(m));
+    /* Disks that change datastore move beside the engine's memory rounds
+     * (or while it is paused): stream mode does not carry them yet. */
+    if (mode == FY_LIVE_STREAM && m->move_disks)
+        return fy_error(FY_E_UNSUPPORTED, "VM %s: its disks must move to datastore %s, "
+                        "which stream mode does not do: put them on shared storage, or "
+                        "migrate with --mode ram-direct (it moves them)", vmname(m),
+                        m->dst_ds->name);
+    if (mode == FY_LIVE_RAM_DIRECT || !can)
+        return 0;
+    if (m->move_disks) {
+        ev(m, T, SRC, "VM %s's disks move to datastore %s: memory moves in RAM-direct "
+           "mode, beside them (stream mode does not move disks)", vmname(m),
+           m->dst_ds->name);
+        return 0;
+    }
+    m->stream = true;
+    m->hot_disks = false;
+    return 0;
+}
+
+static unsigned stream_channels(const struct mig *m)
+{
+    return m->req->streams ? m->req->streams : 2;
+}
+
+static int stream_recv(struct mig *m);
+static int stream_send(struct mig *m);
+
 static int a_check_compatibility(struct fy_workflow *wf, void *ctx)
 {
     struct mig *m = M(ctx);
@@ -411,12 +490,19 @@ static int a_check_compatibility(struct fy_workflow *wf, void *ctx)
     m->ram_direct = m->req->kind == FY_MIG_QUICK &&
                     host_can(&m->src_caps, FY_DRV_RAM_DIRECT) &&
                     host_can(&m->dst_caps, FY_DRV_RAM_DIRECT);
+    m->hot_disks = m->req->kind == FY_MIG_LIVE && m->move_disks && m->vm.ndisks &&
+                   host_can(&m->src_caps, FY_DRV_STORAGE) &&
+                   host_can(&m->dst_caps, FY_DRV_STORAGE);
     if (m->ram_direct)
         caps = FY_DRV_RAM_DIRECT;
     if (strcmp(m->src_caps.driver, m->dst_caps.driver) != 0)
         return fy_error(FY_E_PRECHECK, "host %s uses driver %s, host %s uses %s: a VM "
                         "moves only between hosts of one driver", m->src->name,
                         m->src_caps.driver, m->dst->name, m->dst_caps.driver);
+    if (m->req->kind == FY_MIG_LIVE && (rc = stream_choose(m)) < 0)
+        return rc;
+    if (m->stream)
+        caps = FY_DRV_STREAM;
     if (!host_can(&m->src_caps, caps) || !host_can(&m->dst_caps, caps))
         return fy_error(FY_E_UNSUPPORTED, "driver %s cannot do %s migration",
                         m->src_caps.driver, fy_migration_kind_name(m->req->kind));
@@ -528,6 +614,22 @@ static int a_create_dummy_disks(struct fy_workflow *wf, void *ctx)
     if ((rc = copy_backing(m)) < 0)
         return rc;
     note_net(m, FY_DATA_DISKS_COLD, m->cold_role, m->cold_dst);
+    /* Hot disks: an empty delta over the base images just placed, which
+     * the placeholder opens and the running VM's writes then fill. */
+    for (unsigned i = 0; m->hot_disks && i < m->vm.ndisks; i++) {
+        const struct fy_disk *d = &m->vm.disks[i];
+        char backing[FY_PATH_MAX + FY_PATH_MAX] = "";
+        const char *base = d->nbacking ? strrchr(d->backing[0], '/') : NULL;
+
+        if (d->nbacking)
+            snprintf(backing, sizeof(backing), "%s/%s", m->dst_ds->path,
+                     base ? base + 1 : d->backing[0]);
+        ev(m, T, DST, "Creating disk %s at %s%s%s: its contents move while the VM runs",
+           d->name, m->disk_paths[i], backing[0] ? " over " : "", backing);
+        if ((rc = m->dst->ops->disk_create(m->dst, m->config, i, m->disk_paths[i],
+                                           d->virtual_size, backing)) < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -622,6 +724,8 @@ static int a_initiate_destination(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = DST;
     ev(m, T, DST, "Starting relocate task on target side");
+    if (m->stream)
+        return stream_recv(m);
     if ((rc = m->dst->ops->memory_info(m->dst, vmname(m), &dm)) < 0)
         return rc;
     if (dm.n != m->src_mem.n)
@@ -634,8 +738,11 @@ static int a_initiate_destination(struct fy_workflow *wf, void *ctx)
                             (unsigned long long)dm.regions[i].size,
                             (unsigned long long)m->src_mem.regions[i].size);
     /* Region 0 now; each of the others when the one before has arrived
-     * (InitiateSource), so no receiver waits through the pre-copy. */
-    return recv_memory(m, 0);
+     * (InitiateSource), so no receiver waits through the pre-copy.  Hot
+     * disks travel beside region 0. */
+    if ((rc = recv_memory(m, 0)) < 0)
+        return rc;
+    return m->hot_disks ? recv_disks(m) : 0;
 }
 
 static void u_initiate_destination(struct fy_workflow *wf, void *ctx)
@@ -643,9 +750,10 @@ static void u_initiate_destination(struct fy_workflow *wf, void *ctx)
     struct mig *m = M(ctx);
 
     (void)wf;
-    if (m->mem_job)
+    if (m->mem_job || m->disk_jobs[0])
         ev(m, C, DST, "Clearing up switchover target side");
     recv_memory_abort(m);
+    recv_disks_abort(m);
 }
 
 /* Pauses the source VM: the switchover's downtime starts. */
@@ -675,6 +783,106 @@ static void source_paused(struct mig *m, const struct fy_migration_stats *st)
     }
 }
 
+/* Hot disks, once the send beside which they moved returned: each
+ * target's verdict, and the figures. */
+static int join_disks(struct mig *m, const struct fy_migration_stats *st)
+{
+    bool verified = st->verified;
+    int rc = 0;
+
+    for (unsigned i = 0; i < m->vm.ndisks; i++) {
+        struct fy_migration_stats rst = {0};
+        int r = m->dst->ops->recv_join(m->dst, m->disk_jobs[i], &rst);
+
+        m->disk_jobs[i] = NULL;
+        if (r < 0 && rc == 0)
+            rc = r;
+        verified = verified && rst.verified;
+    }
+    if (rc < 0) {
+        recv_disks_abort(m);
+        return rc;
+    }
+    m->disk_st = *st;
+    m->disk_st.verified = verified;
+    return 0;
+}
+
+/* InitiateDestination: the placeholder waits for the hypervisor's stream
+ * and the target's agent for Ferry's session. */
+static int stream_recv(struct mig *m)
+{
+    struct fy_host_data d = {.kind = FY_HOST_DATA_STREAM, .region = stream_channels(m),
+                             .size = m->vm.mem_bytes};
+
+    snprintf(d.vm, sizeof(d.vm), "%s", vmname(m));
+    ev(m, T, DST, "Placeholder VM %s waits for the hypervisor's migration (%u channels "
+       "besides the main one), Ferry's session on %s %s", vmname(m), d.region, m->hot_role,
+       m->hot_dst);
+    return m->dst->ops->recv_start(m->dst, &d, m->hot_dst, timeout_ms(m), &m->mem_job,
+                                   &m->mem_ep);
+}
+
+/* InitiateSource: the hypervisor migrates the running VM through Ferry
+ * until it pauses it (completed: the target has it all) or fails (the VM
+ * runs on).  Then the figures, as the job reports them. */
+static int stream_send(struct mig *m)
+{
+    struct fy_host_data d = {.kind = FY_HOST_DATA_STREAM, .region = stream_channels(m),
+                             .size = m->vm.mem_bytes};
+    struct fy_host_send_params sp = send_params(m, m->hot_src);
+    struct fy_host_send_result res = {0};
+    struct fy_migration_stats rst = {0};
+    const struct fy_host_stream_stats *q = &res.stream;
+    char limit[32] = "the hypervisor's default";
+    int rc;
+
+    snprintf(d.vm, sizeof(d.vm), "%s", vmname(m));
+    note_net(m, FY_DATA_MEMORY, m->hot_role, m->hot_dst);
+    if (m->req->downtime_ms)
+        snprintf(limit, sizeof(limit), "%u ms", m->req->downtime_ms);
+    ev(m, T, SRC, "Stream mode: the hypervisor migrates VM %s (multifd, %u channels, "
+       "downtime limit %s), Ferry carries every channel over %s %s", vmname(m), d.region,
+       limit, m->hot_role, m->hot_dst);
+    sp.downtime_ms = m->req->downtime_ms;
+    sp.cancel = (volatile int *)&m->req->cancel;
+    sp.on_round = m->req->on_round;
+    sp.round_ctx = m->req->ctx;
+    rc = m->src->ops->send(m->src, &d, &m->mem_ep, &sp, &res);
+    if (res.paused)
+        source_paused(m, &res.st);
+    if (rc < 0)
+        return rc;
+    rc = m->dst->ops->recv_join(m->dst, m->mem_job, &rst);
+    m->mem_job = NULL;
+    if (rc < 0)
+        return rc;
+    add_stats(m, &res.st);
+    /* No digest of the whole memory: the hypervisor loads its own stream.
+     * What Ferry checks is each reference, against its content hash. */
+    m->stats.verified = false;
+    ev(m, T, SRC, "The hypervisor migrated VM %s in %.2f s over %llu dirty-bitmap syncs: "
+       "%llu pages with contents, %llu zero pages sent as markers, %llu bytes; its "
+       "downtime %.1f ms", vmname(m), q->hv_seconds, (unsigned long long)q->hv_dirty_syncs,
+       (unsigned long long)q->hv_pages_normal, (unsigned long long)q->hv_pages_zero,
+       (unsigned long long)q->hv_transferred, q->hv_downtime * 1000.0);
+    ev(m, T, SRC, "Ferry carried it over %s %s: pages_sent=%llu pages_dup=%llu "
+       "pages_dup_shared=%llu pages_zero=%llu qemu_zero_pages=%llu pages_uncached=%llu "
+       "wire_bytes=%llu channels=%u parsed_all=%s%s%s", m->hot_role, m->hot_dst,
+       (unsigned long long)q->pages_sent, (unsigned long long)q->pages_dup,
+       (unsigned long long)q->pages_dup_shared, (unsigned long long)q->pages_zero,
+       (unsigned long long)q->qemu_zero_pages, (unsigned long long)q->pages_uncached,
+       (unsigned long long)q->wire_bytes, q->channels, q->parsed_all ? "yes" : "no",
+       q->unparsed[0] ? " unparsed=" : "", q->unparsed);
+    ev(m, T, SRC, "Memory transferred in stream mode over %s %s: %llu pages sent, %llu zero, "
+       "%llu duplicate, %llu bytes on the wire (references checked by content hash; no "
+       "whole-memory digest)", m->hot_role, m->hot_dst, (unsigned long long)m->stats.pages_sent,
+       (unsigned long long)m->stats.pages_zero, (unsigned long long)m->stats.pages_dup,
+       (unsigned long long)m->stats.wire_bytes);
+    ev(m, T, SRC, "Relocate task finished on source side");
+    return 0;
+}
+
 static int a_initiate_source(struct fy_workflow *wf, void *ctx)
 {
     struct mig *m = M(ctx);
@@ -685,6 +893,8 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
     (void)wf;
     m->side = SRC;
     ev(m, T, SRC, "Starting relocate task on source side");
+    if (m->stream)
+        return stream_send(m);
     note_net(m, FY_DATA_MEMORY, m->hot_role, m->hot_dst);
     for (unsigned i = 0; i < m->src_mem.n; i++) {
         struct fy_host_data d = {.kind = FY_HOST_DATA_MEMORY, .region = i,
@@ -702,6 +912,13 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
         sp.cancel = (volatile int *)&m->req->cancel;
         sp.on_round = m->req->on_round;
         sp.round_ctx = m->req->ctx;
+        if (i == 0 && m->hot_disks) {
+            note_net(m, FY_DATA_DISKS_HOT, m->hot_role, m->hot_dst);
+            ev(m, T, SRC, "Moving %u disk(s) while the VM runs, beside its memory, over "
+               "%s %s", m->vm.ndisks, m->hot_role, m->hot_dst);
+            sp.ndisks = m->vm.ndisks;
+            memcpy(sp.disks, m->disk_eps, sizeof(sp.disks));
+        }
         if (!m->mem_job && (rc = recv_memory(m, i)) < 0)
             return rc;
         rc = m->src->ops->send(m->src, &d, &m->mem_ep, &sp, &res);
@@ -712,6 +929,8 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
         rc = m->dst->ops->recv_join(m->dst, m->mem_job, &rst);
         m->mem_job = NULL;
         if (rc < 0)
+            return rc;
+        if (sp.ndisks && (rc = join_disks(m, &res.disks)) < 0)
             return rc;
         add_stats(m, &res.st);
         total.rounds += res.st.rounds;
@@ -724,9 +943,23 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
        total.rounds, m->hot_role, m->hot_dst, (unsigned long long)m->stats.pages_sent,
        (unsigned long long)m->stats.pages_zero, (unsigned long long)m->stats.pages_dup,
        (unsigned long long)m->stats.wire_bytes, m->stats.verified ? ", verified" : "");
-    /* The active disk images are hot data: without a disk dirty log yet,
-     * they move while the VM is paused. */
-    if (m->move_disks && !m->disks_copied) {
+    if (m->hot_disks) {
+        const struct fy_migration_stats *st = &m->disk_st;
+
+        add_stats(m, st);
+        if (!st->verified)
+            m->files_unverified = true;
+        ev(m, T, SRC, "Disks moved while the VM ran, in %u rounds over %s %s: %llu blocks "
+           "sent, %llu zero, %llu duplicate, %llu bytes on the wire%s; their final round "
+           "and check took %.1f ms of the pause (the check %.1f ms)", st->rounds,
+           m->hot_role, m->hot_dst, (unsigned long long)st->pages_sent,
+           (unsigned long long)st->pages_zero, (unsigned long long)st->pages_dup,
+           (unsigned long long)st->wire_bytes, st->verified ? ", verified" : "",
+           st->downtime * 1000.0, st->verify_seconds * 1000.0);
+    }
+    /* The active disk images are hot data: without a driver that tracks
+     * disk writes (FY_DRV_STORAGE), they move while the VM is paused. */
+    if (m->move_disks && !m->disks_copied && !m->hot_disks) {
         note_net(m, FY_DATA_DISKS_HOT, m->hot_role, m->hot_dst);
         for (unsigned i = 0; i < m->vm.ndisks; i++) {
             ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
@@ -771,7 +1004,8 @@ static int a_switch_live(struct fy_workflow *wf, void *ctx)
         if ((rc = pause_source(m)) < 0)
             return rc;
     }
-    if (host_can(&m->src_caps, FY_DRV_DEVICE_STATE)) {
+    /* Stream mode: the device state was in the hypervisor's stream. */
+    if (host_can(&m->src_caps, FY_DRV_DEVICE_STATE) && !m->stream) {
         note_net(m, FY_DATA_DEVICE_STATE, m->hot_role, m->hot_dst);
         if ((rc = m->src->ops->device_state_save(m->src, vmname(m), &state, &len)) < 0)
             return rc;
@@ -1333,10 +1567,12 @@ static int a_compute_spec(struct fy_workflow *wf, void *ctx)
     ev(m, T, SRC, "Reconfiguring source agent");
     if ((rc = m->src->ops->vm_export(m->src, vmname(m), &m->config)) < 0)
         return rc;
-    if ((m->req->kind == FY_MIG_LIVE || m->ram_direct) &&
+    /* Stream mode needs no access to the VM's memory: the hypervisor
+     * reads it. */
+    if (((m->req->kind == FY_MIG_LIVE && !m->stream) || m->ram_direct) &&
         (rc = m->src->ops->memory_info(m->src, vmname(m), &m->src_mem)) < 0)
         return rc;
-    if ((m->req->kind == FY_MIG_LIVE || m->ram_direct) && m->src_mem.n == 0)
+    if (((m->req->kind == FY_MIG_LIVE && !m->stream) || m->ram_direct) && m->src_mem.n == 0)
         return fy_error(FY_E_UNSUPPORTED, "VM %s has no memory regions to migrate",
                         vmname(m));
     m->side = DST;
@@ -1482,6 +1718,7 @@ int fy_migrate(const struct fy_migration_request *req, struct fy_host *src,
         rc = fy_error(-rc, "%s", keep);
 out:
     recv_memory_abort(m);
+    recv_disks_abort(m);
     free(m->config);
     free(m->dst_config);
     free(m);

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "controlplane/events.h"
 #include "controlplane/host.h"
@@ -75,6 +76,37 @@ int fy_workflow_run(struct fy_workflow *wf);
 /* The hosts (struct fy_host) are in controlplane/host.h: every call the
  * workflow makes on one goes through its ops table. */
 
+/* How a live migration moves memory. */
+enum fy_live_mode {
+    /* Stream mode when both hosts' drivers have it (FY_DRV_STREAM) and no
+     * disk changes datastore; else Ferry's engine (RAM-direct for QEMU). */
+    FY_LIVE_AUTO = 0,
+    /* The hypervisor migrates itself (its dirty tracking, convergence and
+     * downtime limit) and Ferry carries its channels (docs/qstream.md);
+     * refused when a driver lacks it or disks must move. */
+    FY_LIVE_STREAM = 1,
+    /* Ferry's engine copies the memory regions in pre-copy rounds, dirty
+     * pages found by the driver's dirty log or by re-hashing (QEMU:
+     * RAM-direct, docs/libvirt.md), then the device state. */
+    FY_LIVE_RAM_DIRECT = 2,
+};
+
+/* "auto", "stream", "ram-direct"; and back (0, or -1 for another name). */
+static inline const char *fy_live_mode_name(enum fy_live_mode m)
+{
+    return m == FY_LIVE_STREAM ? "stream" : m == FY_LIVE_RAM_DIRECT ? "ram-direct" : "auto";
+}
+
+static inline int fy_live_mode_parse(const char *name, enum fy_live_mode *out)
+{
+    for (int m = FY_LIVE_AUTO; m <= FY_LIVE_RAM_DIRECT; m++)
+        if (name && !strcmp(name, fy_live_mode_name((enum fy_live_mode)m))) {
+            *out = (enum fy_live_mode)m;
+            return 0;
+        }
+    return -1;
+}
+
 struct fy_migration_request {
     enum fy_migration_kind kind; /* live, cold or quick */
     const char *vm;
@@ -90,6 +122,7 @@ struct fy_migration_request {
     /* Test hook: the action with this name fails with FY_E_IO "injected
      * failure" instead of running.  NULL: none. */
     const char *fail_at;
+    enum fy_live_mode mode; /* live: how memory moves */
     /* Called with each action's name before it runs.  May be NULL. */
     void (*on_action)(const char *name, void *ctx);
     /* Called after each pre-copy round of a live migration's memory, on an

@@ -248,6 +248,11 @@ static int send_round(struct sender *w)
     }
     if (n && (rc = send_batch(w, n)) < 0)
         return rc;
+    /* Another sender failed or the user cancelled while this one finished
+     * its share: no ROUND_END, so the target does not wait for a round
+     * that will not end. */
+    if (m->stop || cancelled(m))
+        return m->stop ? -FY_E_CANCELLED : fy_error(FY_E_CANCELLED, "migration cancelled");
     struct fy_op end = {.type = FY_OP_ROUND_END, .offset = m->round,
                         .flags = m->final ? FY_OP_F_FINAL : 0,
                         .data = &w->counts, .len = sizeof(w->counts)};
@@ -711,14 +716,23 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
         goto out;
     tot.region_bytes = fy_region_size(src);
 
-    /* Round 1 moves everything; start the dirty log first so nothing
-     * written while it runs is lost. */
+    /* Round 1 moves everything (or the caller's first_round); start the
+     * dirty log first so nothing written while it runs is lost. */
     if (m.p.dirty_sync && (rc = m.p.dirty_sync(m.p.ctx, m.scratch_bm, m.npages)) < 0)
         goto out;
-    memset(m.dirty, 0xff, m.nwords * 8);
-    if (m.npages & 63)
-        m.dirty[m.nwords - 1] = (1ull << (m.npages & 63)) - 1;
-    ndirty = m.npages;
+    if (m.p.first_round) {
+        /* The caller's set, and what was written since it looked. */
+        for (uint64_t i = 0; i < m.nwords; i++)
+            m.dirty[i] = m.p.first_round[i] | m.scratch_bm[i];
+        if (m.npages & 63)
+            m.dirty[m.nwords - 1] &= (1ull << (m.npages & 63)) - 1;
+        ndirty = popcount_bitmap(m.dirty, m.nwords);
+    } else {
+        memset(m.dirty, 0xff, m.nwords * 8);
+        if (m.npages & 63)
+            m.dirty[m.nwords - 1] = (1ull << (m.npages & 63)) - 1;
+        ndirty = m.npages;
+    }
     /* Nothing to pause means nothing writes: one round moves it all. */
     if (!m.p.pause) {
         m.final = true;
@@ -777,6 +791,8 @@ int fy_migrate_source(struct fy_region *src, struct fy_session *s,
             tot.converged = fits;
             if (m.p.pause && (rc = m.p.pause(m.p.ctx)) < 0)
                 goto out;
+            if (rc > 0)
+                continue; /* the writer stops later: pre-copy what it wrote */
             t_pause = fy_now();
             m.final = true;
             /* Writes that landed between the last look and the pause. */

@@ -1,4 +1,5 @@
-/* Memory regions over a mapped file/memfd or another process's memory. */
+/* Memory regions over a mapped file/memfd, another process's memory, or a
+ * view whose bytes callbacks reach. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,6 +30,9 @@ struct fy_region {
     /* remote */
     pid_t pid;
     uint64_t addr;
+    /* view */
+    const struct fy_region_view_ops *view;
+    void *view_ctx;
     char name[128];
 };
 
@@ -239,6 +243,31 @@ int fy_region_open_pid(pid_t pid, uint64_t addr, uint64_t len,
     return 0;
 }
 
+int fy_region_open_view(const struct fy_region_view_ops *ops, void *ctx,
+                        uint64_t len, enum fy_region_access access,
+                        const char *name, struct fy_region **out)
+{
+    struct fy_region *r;
+    int rc;
+
+    if (!out || !ops || !ops->read || !(access & FY_REGION_RDWR) ||
+        ((access & FY_REGION_WRITE) && !ops->write))
+        return fy_error(FY_E_INVAL, "view region %s: no read callback, or write access "
+                        "without a write callback", name ? name : "");
+    if ((rc = check_len(0, len)) < 0)
+        return rc;
+    if (!(r = calloc(1, sizeof(*r))))
+        return fy_error(FY_E_NOMEM, "no memory for view region %s", name ? name : "");
+    r->fd = -1;
+    r->size = len;
+    r->access = access;
+    r->view = ops;
+    r->view_ctx = ctx;
+    snprintf(r->name, sizeof(r->name), "view:%s", name ? name : "");
+    *out = r;
+    return 0;
+}
+
 int fy_region_prefault(struct fy_region *r)
 {
     if (!r->base || !(r->access & FY_REGION_WRITE))
@@ -415,6 +444,47 @@ static int read_mapped(struct fy_region *r, const uint64_t *pages, unsigned n,
     return 0;
 }
 
+/* A view is asked once per run of consecutive pages: its callbacks may be a
+ * request to another process each. */
+static int view_read_pages(struct fy_region *r, const uint64_t *pages, unsigned n,
+                           uint8_t *dst)
+{
+    for (unsigned i = 0; i < n;) {
+        unsigned run = 1;
+        int rc;
+
+        while (i + run < n && pages[i + run] == pages[i] + run)
+            run++;
+        rc = r->view->read(r->view_ctx, pages[i] << FY_PAGE_SHIFT,
+                           dst + ((size_t)i << FY_PAGE_SHIFT), (uint64_t)run << FY_PAGE_SHIFT);
+        if (rc < 0)
+            return rc;
+        i += run;
+    }
+    return 0;
+}
+
+/* Consecutive pages whose data also lie one after another go in one call. */
+static int view_write_pages(struct fy_region *r, const uint64_t *pages,
+                            const void *const *data, unsigned n)
+{
+    for (unsigned i = 0; i < n;) {
+        unsigned run = 1;
+        int rc;
+
+        while (i + run < n && pages[i + run] == pages[i] + run &&
+               (const uint8_t *)data[i + run] ==
+                   (const uint8_t *)data[i] + ((size_t)run << FY_PAGE_SHIFT))
+            run++;
+        rc = r->view->write(r->view_ctx, pages[i] << FY_PAGE_SHIFT, data[i],
+                            (uint64_t)run << FY_PAGE_SHIFT);
+        if (rc < 0)
+            return rc;
+        i += run;
+    }
+    return 0;
+}
+
 int fy_region_read_pages(struct fy_region *r, const uint64_t *pages,
                          unsigned n, void *buf)
 {
@@ -425,6 +495,8 @@ int fy_region_read_pages(struct fy_region *r, const uint64_t *pages,
         return rc;
     if (r->base)
         return read_mapped(r, pages, n, dst);
+    if (r->view)
+        return view_read_pages(r, pages, n, dst);
     while (n) {
         unsigned k = n < REMOTE_BATCH ? n : REMOTE_BATCH;
         struct iovec local[REMOTE_BATCH];
@@ -455,6 +527,8 @@ int fy_region_write_pages(struct fy_region *r, const uint64_t *pages,
             memcpy(r->base + (pages[i] << FY_PAGE_SHIFT), data[i], FY_PAGE_SIZE);
         return 0;
     }
+    if (r->view)
+        return view_write_pages(r, pages, data, n);
     while (n) {
         unsigned k = n < REMOTE_BATCH ? n : REMOTE_BATCH;
         struct iovec local[REMOTE_BATCH];
@@ -482,6 +556,8 @@ int fy_region_read(struct fy_region *r, uint64_t offset, void *buf,
         memcpy(buf, r->base + offset, len);
         return 0;
     }
+    if (r->view)
+        return r->view->read(r->view_ctx, offset, buf, len);
     struct iovec l = {buf, len}, rem = {(void *)(uintptr_t)(r->addr + offset), len};
     ssize_t got = process_vm_readv(r->pid, &l, 1, &rem, 1, 0);
     if (got < 0)
@@ -505,6 +581,8 @@ int fy_region_write(struct fy_region *r, uint64_t offset, const void *buf,
         memcpy(r->base + offset, buf, len);
         return 0;
     }
+    if (r->view)
+        return r->view->write(r->view_ctx, offset, buf, len);
     struct iovec l = {(void *)buf, len},
                  rem = {(void *)(uintptr_t)(r->addr + offset), len};
     ssize_t got = process_vm_writev(r->pid, &l, 1, &rem, 1, 0);
@@ -541,6 +619,8 @@ int fy_region_zero(struct fy_region *r, uint64_t offset, uint64_t len)
         memset(r->base + offset, 0, len);
         return 0;
     }
+    if (r->view && r->view->zero)
+        return r->view->zero(r->view_ctx, offset, len);
     for (uint64_t done = 0; done < len; done += FY_PAGE_SIZE)
         if ((rc = fy_region_write(r, offset + done, zeros, FY_PAGE_SIZE)) < 0)
             return rc;

@@ -233,6 +233,26 @@ int lv_xml_info(const char *xml, struct fy_vm_info *out)
     return 0;
 }
 
+void lv_xml_disk_attr(const char *xml, unsigned disk, const char *elem, const char *name,
+                      char *out, size_t len)
+{
+    xmlNodePtr root, devs;
+    xmlDocPtr doc = parse(xml, &root);
+    unsigned i = 0;
+
+    out[0] = '\0';
+    devs = doc ? child(root, "devices") : NULL;
+    for (xmlNodePtr n = devs ? devs->children : NULL; n; n = n->next) {
+        if (!is(n, "disk") || disk_kind(n) != 'D')
+            continue;
+        if (i++ == disk) {
+            attr(child(n, elem), name, out, len);
+            break;
+        }
+    }
+    xmlFreeDoc(doc);
+}
+
 void lv_xml_name(const char *xml, char *out, size_t len)
 {
     xmlNodePtr root;
@@ -242,6 +262,48 @@ void lv_xml_name(const char *xml, char *out, size_t len)
     if (doc)
         text(child(root, "name"), out, len);
     xmlFreeDoc(doc);
+}
+
+/* Removes "-incoming X" from <qemu:commandline>, and the element if that
+ * empties it.  A VM that arrived by RAM-direct migration runs with the
+ * placeholder's "-incoming defer" in its running definition, which is
+ * what a live or quick migration exports: left in, the next host's
+ * persistent definition would keep it (the VM would wait for a migration
+ * at its next start) and each hop would add another. */
+static void strip_incoming(xmlNodePtr root)
+{
+    for (xmlNodePtr c = root->children, cn; c; c = cn) {
+        cn = c->next;
+        if (!is(c, "commandline") || !c->ns || xmlStrcmp(c->ns->href, BAD_CAST QEMU_NS))
+            continue;
+        for (xmlNodePtr a = c->children, an; a; a = an) {
+            xmlChar *v = is(a, "arg") ? xmlGetProp(a, BAD_CAST "value") : NULL;
+            bool inc = v && !xmlStrcmp(v, BAD_CAST "-incoming");
+
+            xmlFree(v);
+            an = a->next;
+            if (!inc)
+                continue;
+            /* The value follows, maybe after whitespace text. */
+            while (an && !is(an, "arg"))
+                an = an->next;
+            if (an) {
+                xmlNodePtr val = an;
+                an = an->next;
+                xmlUnlinkNode(val);
+                xmlFreeNode(val);
+            }
+            xmlUnlinkNode(a);
+            xmlFreeNode(a);
+        }
+        bool empty = true;
+        for (xmlNodePtr a = c->children; a; a = a->next)
+            empty &= a->type != XML_ELEMENT_NODE;
+        if (empty) {
+            xmlUnlinkNode(c);
+            xmlFreeNode(c);
+        }
+    }
 }
 
 /* Adds QEMU's "-incoming defer": QEMU starts, paused, waiting for a
@@ -341,6 +403,7 @@ int lv_xml_rewrite(const char *xml, const char *name, const char *const *paths,
     }
     if (paths && n && (rc = set_disk_paths(root, paths, n)) < 0)
         goto out;
+    strip_incoming(root);
     if (edit == LV_XML_INCOMING && (rc = add_incoming(root)) < 0)
         goto out;
     xmlDocDumpMemory(doc, &buf, &len);

@@ -265,9 +265,19 @@ static int apply(struct fy_driver *d, const char *key, const char *v)
         return parse_seconds(key, v, &d->timeout_s);
     if (!strcmp(key, "shutdown-timeout"))
         return parse_seconds(key, v, &d->shutdown_s);
+    if (!strcmp(key, "stream-bandwidth")) {
+        if (!strcmp(v, "0")) {
+            d->stream_bw = 0;
+            return 0;
+        }
+        if (!parse_size(v, &d->stream_bw))
+            return fy_error(FY_E_CONFIG, "stream-bandwidth=%s: give bytes per second such "
+                            "as 100M, or 0 for no limit", v);
+        return 0;
+    }
     return fy_error(FY_E_CONFIG, "unknown libvirt driver setting '%s' (uri, host, "
                     "datastores, net, mem, cpus, maintenance, timeout, "
-                    "shutdown-timeout)", key);
+                    "shutdown-timeout, stream-bandwidth)", key);
 }
 
 static int parse_config(struct fy_driver *d, const char *config)
@@ -588,7 +598,11 @@ static const struct fy_driver_ops lv_ops = {
     .description = "QEMU guests through libvirt (any URI; qemu:///embed?root=DIR "
                    "for a daemonless host)",
     .caps = FY_DRV_LIVE | FY_DRV_COLD | FY_DRV_QUICK | FY_DRV_SUSPEND |
-            FY_DRV_FAILOVER | FY_DRV_DEVICE_STATE | FY_DRV_RAM_DIRECT,
+            FY_DRV_FAILOVER | FY_DRV_DEVICE_STATE | FY_DRV_RAM_DIRECT | FY_DRV_STREAM
+#ifdef LV_HAVE_NBD
+            | FY_DRV_STORAGE
+#endif
+            ,
     .open = lv_open,
     .close = lv_close,
     .host_info = lv_host_info,
@@ -608,6 +622,22 @@ static const struct fy_driver_ops lv_ops = {
     .device_state_load = lv_device_state_load,
     .vm_suspend = lv_vm_suspend,
     .vm_restore = lv_vm_restore,
+    /* Stream mode: QEMU's multifd migration carried by Ferry (stream.c). */
+    .stream_incoming = lv_stream_incoming,
+    .stream_outgoing = lv_stream_outgoing,
+    .stream_start = lv_stream_start,
+    .stream_status = lv_stream_status,
+    .stream_end = lv_stream_end,
+#ifdef LV_HAVE_NBD
+    /* Hot disks through QEMU's NBD server (nbd_disk.c). */
+    .disk_create = lv_disk_create,
+    .disk_open = lv_disk_open,
+    .disk_read = lv_disk_read,
+    .disk_write = lv_disk_write,
+    .disk_zero = lv_disk_zero,
+    .disk_dirty = lv_disk_dirty,
+    .disk_close = lv_disk_close,
+#endif
 };
 
 FY_DRIVER_REGISTER(lv_ops)

@@ -11,6 +11,10 @@
  *   ramdirect.c RAM-direct: the incoming placeholder and device state over
  *               QEMU's migration stream with shared RAM left out
  *   qmp.c       QMP commands through libvirt-qemu
+ *   stream.c    stream mode: QEMU's own (multifd) live migration to a socket
+ *               the agent carries over Ferry's dataplane
+ *   nbd_disk.c  hot disks: a running guest's disk read, tracked (dirty
+ *               bitmaps) and written through QEMU's NBD server (libnbd)
  *
  * Every function returns 0 or a negative fy_err with the detail recorded
  * by fy_error() where it failed, as the driver contract asks. */
@@ -62,6 +66,8 @@ struct fy_driver {
     bool maintenance;
     int timeout_s;           /* QMP waits (device state) */
     int shutdown_s;          /* a guest's own shutdown */
+    uint64_t stream_bw;      /* stream mode: QEMU's max-bandwidth, bytes/s;
+                                0: unlimited */
     unsigned seq;            /* for unique socket names */
     struct lv_memvm mem[LV_MAX_MEMVMS];
 };
@@ -115,13 +121,21 @@ enum lv_xml_edit {
 
 /* A copy of 'xml' with the name replaced (NULL: kept; a new name also drops
  * the UUID and MAC addresses, so the copy gets its own identity), disk i's
- * source file replaced by paths[i] (NULL or n == 0: kept), and 'edit'
- * applied.  '*out' is malloc'd. */
+ * source file replaced by paths[i] (NULL or n == 0: kept), any "-incoming"
+ * from an earlier RAM-direct arrival removed, and 'edit' applied.  '*out'
+ * is malloc'd. */
 int lv_xml_rewrite(const char *xml, const char *name, const char *const *paths,
                    unsigned n, enum lv_xml_edit edit, char **out);
 
 /* The name in the XML (for messages), into a fixed buffer. */
 void lv_xml_name(const char *xml, char *out, size_t len);
+
+/* Attribute 'name' of the child element 'elem' of disk 'disk' (counted as
+ * vm_info counts them) in the XML, "" if absent: ("driver", "type") is
+ * its image format, ("alias", "name") libvirt's device id in a running
+ * domain's XML. */
+void lv_xml_disk_attr(const char *xml, unsigned disk, const char *elem, const char *name,
+                      char *out, size_t len);
 
 /* ---- qcow2.c -------------------------------------------------------------- */
 
@@ -136,6 +150,12 @@ int lv_disk_chain(struct fy_disk *disk);
  * copies base images next to the disk).  Rewrites only the header's
  * reference (qemu-img rebase -u). */
 int lv_disk_relink(const char *path);
+
+/* Creates (or overwrites) the image 'path' with qemu-img: 'format',
+ * 'virtual_size' bytes, over 'backing' (NULL or "": none), which it names
+ * by file name when both are in one directory. */
+int lv_disk_create_image(const char *path, const char *format, uint64_t virtual_size,
+                         const char *backing);
 
 /* ---- memory.c ------------------------------------------------------------- */
 
@@ -171,5 +191,28 @@ int lv_incoming_prepare(struct fy_driver *d, const char *config, const char *nam
 int lv_device_state_save(struct fy_driver *d, const char *vm, void **out, size_t *len);
 int lv_device_state_load(struct fy_driver *d, const char *vm, const void *state,
                          size_t len);
+
+/* ---- nbd_disk.c (built with libnbd: FY_DRV_STORAGE) ---------------------- */
+
+int lv_disk_create(struct fy_driver *d, const char *config, unsigned disk, const char *path,
+                   uint64_t virtual_size, const char *backing);
+int lv_disk_open(struct fy_driver *d, const char *vm, unsigned disk, enum fy_disk_mode mode,
+                 struct fy_disk_io **out, uint64_t *size);
+int lv_disk_read(struct fy_disk_io *io, uint64_t offset, void *buf, uint64_t len);
+int lv_disk_write(struct fy_disk_io *io, uint64_t offset, const void *buf, uint64_t len);
+int lv_disk_zero(struct fy_disk_io *io, uint64_t offset, uint64_t len);
+int lv_disk_dirty(struct fy_disk_io *io, uint64_t *bitmap, uint64_t nblocks);
+int lv_disk_close(struct fy_disk_io *io);
+
+/* ---- stream.c (FY_DRV_STREAM: QEMU's multifd migration, Ferry its
+ *      transport) ------------------------------------------------------------ */
+
+int lv_stream_incoming(struct fy_driver *d, const char *vm, const struct fy_stream_params *p,
+                       char *path, size_t len);
+int lv_stream_outgoing(struct fy_driver *d, const char *vm, const struct fy_stream_params *p,
+                       char *path, size_t len);
+int lv_stream_start(struct fy_driver *d, const char *vm, const char *path);
+int lv_stream_status(struct fy_driver *d, const char *vm, struct fy_stream_status *out);
+int lv_stream_end(struct fy_driver *d, const char *vm);
 
 #endif /* FERRY_DRIVERS_LIBVIRT_LV_H */

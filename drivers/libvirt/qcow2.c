@@ -197,3 +197,32 @@ int lv_disk_relink(const char *path)
     }
     return 0;
 }
+
+int lv_disk_create_image(const char *path, const char *format, uint64_t virtual_size,
+                         const char *backing)
+{
+    char size[32], dir[FY_PATH_MAX], bdir[FY_PATH_MAX], bname[FY_PATH_MAX];
+    const char *ref;
+    bool bq = false;
+    uint64_t bvs;
+
+    snprintf(size, sizeof(size), "%llu", (unsigned long long)virtual_size);
+    if (!backing || !backing[0]) {
+        char *argv[] = {"qemu-img", "create", "-q", "-f", (char *)format, (char *)path, size,
+                        NULL};
+        return run(argv);
+    }
+    if (read_header(backing, &bq, &bvs, bname, sizeof(bname)) < 0)
+        return -FY_E_NOTFOUND;
+    /* A base beside the image is named by its file name, so the pair
+     * moves together (as lv_disk_relink leaves moved images). */
+    snprintf(dir, sizeof(dir), "%s", path);
+    dirname(dir);
+    snprintf(bdir, sizeof(bdir), "%s", backing);
+    dirname(bdir);
+    ref = strrchr(backing, '/') && strcmp(dir, bdir) == 0 ? strrchr(backing, '/') + 1
+                                                             : backing;
+    char *argv[] = {"qemu-img", "create", "-q", "-f", (char *)format, "-b", (char *)ref,
+                    "-F", bq ? "qcow2" : "raw", (char *)path, size, NULL};
+    return run(argv);
+}

@@ -158,7 +158,8 @@ static int check_disks(const char *config, const char *vm)
             return fy_error(FY_E_UNSUPPORTED, "VM %s: disk %s (%s) is still empty on this "
                             "host: a RAM-direct migration needs the VM's disks on shared "
                             "storage or moved first (quick migration moves them while "
-                            "the VM is paused; live disk moves are not built yet)", vm,
+                            "the VM is paused; live migration needs a driver built with "
+                            "libnbd, which moves them while the VM runs)", vm,
                             info.disks[i].name, info.disks[i].path);
     return 0;
 }

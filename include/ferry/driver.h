@@ -40,7 +40,7 @@ extern "C" {
 
 /* Version of this contract. Bump when any structure or operation changes;
  * a driver built for another version is refused. */
-#define FY_DRIVER_ABI 2
+#define FY_DRIVER_ABI 3
 
 #define FY_NAME_MAX 64
 #define FY_PATH_MAX 256
@@ -55,7 +55,8 @@ enum fy_driver_cap {
     FY_DRV_LIVE = 1u << 0,      /* memory regions + pause/resume while running */
     FY_DRV_COLD = 1u << 1,      /* define/undefine a stopped VM elsewhere */
     FY_DRV_QUICK = 1u << 2,     /* suspend to a memory image and restore */
-    FY_DRV_STORAGE = 1u << 3,   /* move a running VM's disks (not yet in this contract) */
+    FY_DRV_STORAGE = 1u << 3,   /* move a running VM's active disks while it
+                                   runs: the disk_* operations (ABI 3) */
     FY_DRV_DIRTY_LOG = 1u << 4, /* dirty_log_* report written pages */
     FY_DRV_SUSPEND = 1u << 5,   /* pause without losing state */
     FY_DRV_FAILOVER = 1u << 6,  /* start a VM whose host is dead from shared
@@ -68,6 +69,12 @@ enum fy_driver_cap {
      * backends and x-ignore-shared).  Preferred over vm_suspend/vm_restore
      * when both hosts have it.  (ABI 2) */
     FY_DRV_RAM_DIRECT = 1u << 8,
+    /* Stream mode: the hypervisor runs the live migration itself (dirty
+     * tracking, convergence, downtime limit) to a local UNIX socket, and
+     * Ferry carries its channels between the hosts (QEMU: multifd, one
+     * Ferry stream per channel; include/ferry/qstream.h).  The stream_*
+     * operations.  (ABI 3) */
+    FY_DRV_STREAM = 1u << 9,
 };
 
 /* ---- inventory ------------------------------------------------------------ */
@@ -178,6 +185,63 @@ struct fy_memory_layout {
     struct fy_memory_region regions[FY_MAX_REGIONS];
 };
 
+/* ---- hot disks ------------------------------------------------------------ */
+
+/* A running VM's disk opened for a hot move (FY_DRV_STORAGE): private to
+ * the driver, ended with disk_close. */
+struct fy_disk_io;
+
+enum fy_disk_mode {
+    FY_DISK_SOURCE = 1, /* read it and track the guest's writes */
+    FY_DISK_TARGET = 2, /* write it (a placeholder's, before it resumes) */
+};
+
+/* The unit of the dirty bitmaps of disk_dirty: 4 KiB blocks. */
+#define FY_DISK_BLOCK 4096u
+
+/* ---- stream mode ----------------------------------------------------------- */
+
+/* How the hypervisor migrates (FY_DRV_STREAM). */
+struct fy_stream_params {
+    unsigned channels;    /* parallel channels besides the main one (QEMU's
+                             multifd-channels), >= 1 */
+    uint32_t downtime_ms; /* the pause the last iteration may take; 0: the
+                             hypervisor's default */
+    uint64_t bandwidth;   /* bytes per second the hypervisor may send; 0:
+                             the driver's configured limit, else none */
+};
+
+enum fy_stream_state {
+    FY_STREAM_NONE = 0,      /* no migration started (or the hypervisor
+                                forgot it) */
+    FY_STREAM_ACTIVE = 1,    /* setting up, iterating, or in its final pause */
+    FY_STREAM_COMPLETED = 2, /* source: all sent, the VM paused for good;
+                                target: all loaded, the VM waits for
+                                vm_resume */
+    FY_STREAM_FAILED = 3,    /* failed or cancelled: a source VM runs on */
+};
+
+/* A migration's progress as the hypervisor reports it (QEMU:
+ * query-migrate); figures it does not report are 0. */
+struct fy_stream_status {
+    enum fy_stream_state state;
+    char status[32];          /* the hypervisor's own word ("active",
+                                 "device", "completed", ...) */
+    char error[256];          /* FAILED: the hypervisor's reason */
+    double seconds;           /* since the migration started */
+    double downtime;          /* COMPLETED source: the pause, seconds */
+    double expected_downtime; /* ACTIVE: if it paused now, seconds */
+    uint64_t ram_total;       /* bytes of RAM migrated */
+    uint64_t ram_remaining;   /* of those, still to send this iteration */
+    uint64_t transferred;     /* bytes the hypervisor sent */
+    uint64_t pages_normal;    /* pages sent with their contents */
+    uint64_t pages_zero;      /* pages the hypervisor found zero and sent as
+                                 a marker (QEMU's "duplicate") */
+    uint64_t dirty_syncs;     /* dirty-bitmap syncs: about its iterations */
+    uint64_t dirty_rate;      /* pages dirtied per second */
+    unsigned throttle_pct;    /* auto-converge's CPU throttle */
+};
+
 /* ---- the operations -------------------------------------------------------- */
 
 struct fy_driver; /* an instance, private to the driver */
@@ -276,6 +340,95 @@ struct fy_driver_ops {
      * restores one from an image, leaving it running. */
     int (*vm_suspend)(struct fy_driver *d, const char *vm, const char *image);
     int (*vm_restore)(struct fy_driver *d, const char *vm, const char *image);
+
+    /* -- hot disks (all required with FY_DRV_STORAGE; ABI 3) --
+     *
+     * A live migration to a host that does not reach the VM's datastore
+     * moves each disk's active (child) image while the guest runs: base
+     * images travel first as cold data (files); the target gets an empty
+     * delta over them (disk_create) before its placeholder starts; then
+     * the guest-visible contents move by pre-copy rounds from a source
+     * disk_open to a target one, the first round holding only the blocks
+     * the active image holds itself, the next ones the blocks written
+     * since (disk_dirty), the last with the VM paused. */
+
+    /* Creates disk 'disk' (its index in vm_info's disks) of the VM that
+     * 'config' (vm_export's text) describes, at 'path', a file of this
+     * host that exists empty (the migration reserved it): an image of
+     * 'virtual_size' bytes, of the format the configuration gives the
+     * disk, that reads as its backing file 'backing' (a file of this host;
+     * "" for none: then it reads as zero). */
+    int (*disk_create)(struct fy_driver *d, const char *config, unsigned disk,
+                       const char *path, uint64_t virtual_size,
+                       const char *backing);
+
+    /* Opens disk 'disk' of a running or paused VM (FY_DISK_SOURCE: writes
+     * are tracked from now on) or of a placeholder from incoming_prepare
+     * (FY_DISK_TARGET), and gives its virtual size in bytes. */
+    int (*disk_open)(struct fy_driver *d, const char *vm, unsigned disk,
+                     enum fy_disk_mode mode, struct fy_disk_io **out,
+                     uint64_t *size);
+
+    /* The guest-visible bytes of a range (what the guest would read,
+     * backing images included); the target writes into its active image
+     * only.  Ranges lie inside the virtual size.  These three and
+     * disk_dirty are called from the migration engine's threads, several
+     * at once on one io: they must not use the instance's unguarded
+     * state. */
+    int (*disk_read)(struct fy_disk_io *io, uint64_t offset, void *buf, uint64_t len);
+    int (*disk_write)(struct fy_disk_io *io, uint64_t offset, const void *buf,
+                      uint64_t len);
+    int (*disk_zero)(struct fy_disk_io *io, uint64_t offset, uint64_t len);
+
+    /* Source: fills 'bitmap' (nblocks bits of FY_DISK_BLOCK bytes, LSB
+     * first) with, at the first call, the blocks the active image holds
+     * itself (not read from its backing images), and at each later call
+     * the blocks written since the call before. */
+    int (*disk_dirty)(struct fy_disk_io *io, uint64_t *bitmap, uint64_t nblocks);
+
+    /* Target: makes what was written durable.  Both: stops tracking and
+     * serving the disk, and frees 'io' whatever it returns. */
+    int (*disk_close)(struct fy_disk_io *io);
+
+    /* -- stream mode (all required with FY_DRV_STREAM; ABI 3) --
+     *
+     * Target: incoming_prepare's placeholder; stream_incoming; Ferry
+     * connects the channels to 'path' in order (main first) and writes
+     * each as the source hypervisor sent it; stream_status until
+     * COMPLETED; vm_resume.  Source: stream_outgoing; Ferry listens at
+     * 'path'; stream_start; Ferry accepts the channels and carries them;
+     * stream_status until COMPLETED (the VM is then paused) or FAILED
+     * (it runs on); stream_end in every case.  The source VM's memory
+     * need not be shared: the hypervisor reads it. */
+
+    /* Target: the placeholder 'vm' (incoming_prepare) starts waiting for
+     * its incoming migration of p->channels channels on a UNIX socket of
+     * this host, whose path it puts in 'path' ('len' bytes). */
+    int (*stream_incoming)(struct fy_driver *d, const char *vm,
+                           const struct fy_stream_params *p, char *path,
+                           size_t len);
+
+    /* Source: sets up the running VM 'vm''s outgoing migration (p) and
+     * names, in 'path', where the caller is to listen: a UNIX socket path
+     * in a directory the hypervisor can reach (the caller binds it and
+     * removes it). */
+    int (*stream_outgoing)(struct fy_driver *d, const char *vm,
+                           const struct fy_stream_params *p, char *path,
+                           size_t len);
+
+    /* Source: starts the migration to 'path', where the caller listens. */
+    int (*stream_start)(struct fy_driver *d, const char *vm, const char *path);
+
+    /* Either end: the migration's state now, without waiting. */
+    int (*stream_status)(struct fy_driver *d, const char *vm,
+                         struct fy_stream_status *out);
+
+    /* Either end, after stream_outgoing or stream_incoming, whatever
+     * happened: a migration still active is cancelled (the source VM runs
+     * on; it stays paused if it completed), and the VM's settings go back
+     * to what other migrations expect.  Records no error when there is
+     * nothing to undo. */
+    int (*stream_end)(struct fy_driver *d, const char *vm);
 };
 
 /* Makes 'ops' the driver's entry point. Use once per driver, at file

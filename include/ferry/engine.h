@@ -94,7 +94,11 @@ void fy_kept_release(struct fy_dedup *d, struct fy_kept *k);
 typedef int (*fy_dirty_sync_fn)(void *ctx, uint64_t *bitmap, uint64_t npages);
 
 /* Stops (pause) the region's writer before the final round.  Returns 0 or a
- * negative error, which aborts the migration (the writer keeps running). */
+ * negative error, which aborts the migration (the writer keeps running).
+ * A positive value means "not yet": the writer cannot stop now (it also
+ * writes regions other migrations are still pre-copying, and stops when
+ * they all have converged), so the engine runs another pre-copy round and
+ * asks again; the caller sees to it that the answer comes. */
 typedef int (*fy_pause_fn)(void *ctx);
 
 /* Called after each round with its statistics, from the engine's thread. */
@@ -118,6 +122,12 @@ struct fy_source_params {
      * leaves the index with the migration. */
     struct fy_kept *keep;
     volatile int *cancel;   /* set non-zero to cancel before switchover */
+    /* Pages round 1 moves (one bit per page, LSB first, as the dirty log);
+     * NULL: every page.  The caller vouches that the target holds the
+     * others already, byte for byte (a disk's blocks that come from base
+     * images both hosts have): the verification at the end checks it.
+     * Writes the dirty log reports before round 1 are added to it. */
+    const uint64_t *first_round;
 };
 
 /* Migrates 'src' over the open session 's' (which announced a region of the

@@ -55,6 +55,27 @@ int fy_region_open_fd(int fd, uint64_t offset, uint64_t len,
 int fy_region_open_pid(pid_t pid, uint64_t addr, uint64_t len,
                        enum fy_region_access access, struct fy_region **out);
 
+/* A view: bytes another party keeps (a running VM's disk, served by its
+ * hypervisor), reached only through these callbacks.  Each gets a byte
+ * range inside the region (ctx is the one given at open) and returns 0 or
+ * a negative fy_err with the detail recorded.  They may be called from
+ * several threads at once, for distinct pages.  A view has no base and no
+ * descriptor: the engine treats it like a remote region. */
+struct fy_region_view_ops {
+    int (*read)(void *ctx, uint64_t offset, void *buf, uint64_t len);
+    /* NULL for a view opened read-only. */
+    int (*write)(void *ctx, uint64_t offset, const void *buf, uint64_t len);
+    /* Makes the range read as zero; NULL: zeros are written. */
+    int (*zero)(void *ctx, uint64_t offset, uint64_t len);
+};
+
+/* A view of 'len' bytes (a multiple of the page size) named 'name' (for
+ * messages).  'ops' and 'ctx' must outlive the region; closing it calls
+ * nothing. */
+int fy_region_open_view(const struct fy_region_view_ops *ops, void *ctx,
+                        uint64_t len, enum fy_region_access access,
+                        const char *name, struct fy_region **out);
+
 /* Allocates and maps every page of a mapped, writable region now, as a
  * hypervisor preallocating guest RAM does, so placing pages later costs no
  * page faults.  A remote region is left as it is. */

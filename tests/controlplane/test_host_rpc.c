@@ -752,12 +752,38 @@ static void test_host_json__stats_and_endpoint__round_trip(void **state)
     assert_memory_equal(e2.session_id, e.session_id, sizeof(e.session_id));
 }
 
+static void test_host_json__send_params_hot_disks__round_trip_absent_when_none(void **state)
+{
+    struct fy_host_send_params a = {.streams = 2, .pause = true, .ndisks = 2}, b;
+    json_object *o, *v;
+
+    (void)state;
+    snprintf(a.disks[0].addr, sizeof(a.disks[0].addr), "127.0.0.1:4001");
+    snprintf(a.disks[1].addr, sizeof(a.disks[1].addr), "[::1]:4002");
+    a.disks[1].session_id[15] = 0xab;
+    o = fy_json_send_params_encode(&a);
+    assert_int_equal(fy_json_send_params_decode(o, &b), 0);
+    json_object_put(o);
+    assert_int_equal(b.ndisks, 2);
+    assert_string_equal(b.disks[0].addr, "127.0.0.1:4001");
+    assert_string_equal(b.disks[1].addr, "[::1]:4002");
+    assert_int_equal(b.disks[1].session_id[15], 0xab);
+    /* Without hot disks the member is left out, as older agents send. */
+    a.ndisks = 0;
+    o = fy_json_send_params_encode(&a);
+    assert_false(json_object_object_get_ex(o, "disks", &v));
+    assert_int_equal(fy_json_send_params_decode(o, &b), 0);
+    assert_int_equal(b.ndisks, 0);
+    json_object_put(o);
+}
+
 int main(void)
 {
 #define F(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_host_json__malformed_answer__proto_naming_member),
         cmocka_unit_test(test_host_json__stats_and_endpoint__round_trip),
+        cmocka_unit_test(test_host_json__send_params_hot_disks__round_trip_absent_when_none),
         F(test_host_rpc__inventory__answers_as_the_local_call),
         F(test_host_rpc__lifecycle_and_device_state__act_at_the_far_host),
         F(test_host_rpc__files__created_sized_removed_at_the_far_host),

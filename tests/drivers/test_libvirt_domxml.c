@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,6 +209,57 @@ static void test_lv_xml_rewrite__incoming__qemu_incoming_defer_added(void **stat
     free(out);
 }
 
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, what)); p++)
+        n++;
+    return n;
+}
+
+/* The running definition of a VM that arrived by RAM-direct migration has
+ * the placeholder's -incoming: the next hop's definitions must not keep it,
+ * nor the placeholder's carry two. */
+static void test_lv_xml_rewrite__arrived_by_ram_direct__one_incoming_at_most(void **state)
+{
+    char *arrived = NULL, *clean = NULL, *again = NULL;
+    const char *a;
+
+    (void)state;
+    assert_int_equal(lv_xml_rewrite(guest_xml, NULL, NULL, 0, LV_XML_INCOMING, &arrived), 0);
+    assert_int_equal(lv_xml_rewrite(arrived, NULL, NULL, 0, LV_XML_KEEP, &clean), 0);
+    assert_null(strstr(clean, "-incoming"));
+    assert_null(strstr(clean, "commandline"));
+    assert_int_equal(lv_xml_rewrite(arrived, NULL, NULL, 0, LV_XML_INCOMING, &again), 0);
+    assert_non_null(a = strstr(again, "<qemu:arg value=\"-incoming\"/>"));
+    assert_null(strstr(a + strlen("<qemu:arg value=\"-incoming\"/>"), "-incoming"));
+    assert_int_equal(count(again, "<qemu:arg "), 2);
+    free(arrived);
+    free(clean);
+    free(again);
+}
+
+static void test_lv_xml_rewrite__own_qemu_args__kept(void **state)
+{
+    static char xml[8192];
+    char *out = NULL;
+    const char *end = strstr(guest_xml, "</domain>");
+    int n;
+
+    (void)state;
+    assert_non_null(end);
+    n = snprintf(xml, sizeof(xml), "%.*s<qemu:commandline xmlns:qemu="
+                 "'http://libvirt.org/schemas/domain/qemu/1.0'>"
+                 "<qemu:arg value='-incoming'/><qemu:arg value='defer'/>"
+                 "<qemu:arg value='-no-hpet'/></qemu:commandline></domain>",
+                 (int)(end - guest_xml), guest_xml);
+    assert_true(n > 0 && (size_t)n < sizeof(xml));
+    assert_int_equal(lv_xml_rewrite(xml, NULL, NULL, 0, LV_XML_KEEP, &out), 0);
+    assert_null(strstr(out, "-incoming"));
+    assert_non_null(strstr(out, "<qemu:arg value=\"-no-hpet\"/>"));
+    free(out);
+}
+
 static void test_lv_xml_name__domain__its_name(void **state)
 {
     char name[FY_NAME_MAX];
@@ -233,6 +285,8 @@ int main(void)
         cmocka_unit_test(test_lv_xml_rewrite__disk_paths__movable_disks_replaced_in_order),
         cmocka_unit_test(test_lv_xml_rewrite__more_paths_than_disks__inval),
         cmocka_unit_test(test_lv_xml_rewrite__incoming__qemu_incoming_defer_added),
+        cmocka_unit_test(test_lv_xml_rewrite__arrived_by_ram_direct__one_incoming_at_most),
+        cmocka_unit_test(test_lv_xml_rewrite__own_qemu_args__kept),
         cmocka_unit_test(test_lv_xml_name__domain__its_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

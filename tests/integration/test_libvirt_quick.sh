@@ -52,7 +52,9 @@ grep -qE 'Pages: +[0-9]+ sent whole, [0-9]+ zero, [0-9]+ duplicate' <<<"$out" ||
 
 step "live migration (RAM-direct, re-hash rounds) g1 host2 -> host1"
 before=$(last_tick "$serial")
-run_ok "live migration" ctl migrate --live g1 --from host2 --to host1 --downtime-ms 500
+# Live migration of a libvirt VM is stream mode by default (test_libvirt_live.sh).
+run_ok "live migration" ctl migrate --live --mode ram-direct g1 --from host2 --to host1 \
+  --downtime-ms 500
 grep -q 'succeeded' <<<"$out" || fail "live migration did not succeed"
 grep -q 'Verification: *passed' <<<"$out" || fail "live migration not verified"
 live_id=$(grep -oE '^Migration [0-9]+ succeeded' <<<"$out" | awk '{print $2}')
