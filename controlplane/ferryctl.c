@@ -447,8 +447,8 @@ static const char migrate_usage_text[] =
     "QEMU's own migration carries only the device state (a few hundred KB).\n"
     "Ferry finds dirty pages by re-hashing all of RAM, so the downtime grows\n"
     "with RAM: measured on 2 shared cores, quick 170-250 ms at 128 MiB and\n"
-    "440-580 ms at 1 GiB, live RAM-direct 40-120 ms (the curve: docs/libvirt.md,\n"
-    "\"Measured\").\n"
+    "440-630 ms at 1 GiB, live RAM-direct 40-70 ms at 128-512 MiB and 85-180 ms\n"
+    "at 1 GiB (the curve: docs/libvirt.md, \"Measured\").\n"
     "\n"
     "Exit status: 0 success, 1 failure (the event log says where it stopped),\n"
     "2 usage error, 3 refused by a precheck, 4 cannot reach an agent.\n";
