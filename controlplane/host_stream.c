@@ -44,9 +44,11 @@
 #define ERR_MAX 1024
 #define DEFAULT_TIMEOUT_MS 30000
 /* How often the source asks the hypervisor how its migration goes: often
- * enough that the end (the VM paused) is seen within a few ms. */
+ * near the end, which the downtime includes until it is seen (the VM
+ * paused, then resumed at the target), less while much remains. */
 #define POLL_FAST_US 5000
 #define POLL_SLOW_US 20000
+#define NEAR_END_BYTES (64ull << 20)
 /* Socket buffers of the session: what QEMU has handed over but the target
  * has not yet written to the destination is part of the final pause
  * (with the return path QEMU completes only once the destination has
@@ -519,7 +521,8 @@ int fy_host_stream_send(struct fy_host *h, const struct fy_host_data *w,
         }
         if (now_s() - pr.t_last >= ROUND_EVERY_S)
             report(&pr, &st, false, NULL);
-        usleep(i < 400 ? POLL_FAST_US : POLL_SLOW_US);
+        usleep(i < 400 || st.ram_remaining < NEAR_END_BYTES || strcmp(st.status, "active")
+                   ? POLL_FAST_US : POLL_SLOW_US);
     }
     /* QEMU has sent it all and paused the VM; with the return path on, it
      * completes only once the destination has loaded it.  The proxy ends

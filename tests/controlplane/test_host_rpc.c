@@ -752,6 +752,36 @@ static void test_host_json__stats_and_endpoint__round_trip(void **state)
     assert_memory_equal(e2.session_id, e.session_id, sizeof(e.session_id));
 }
 
+static void test_host_json__stream_stats__round_trip(void **state)
+{
+    struct fy_host_stream_stats a = {
+        .channels = 4, .parsed_all = false, .unparsed = "channel 2: version 7",
+        .pages_sent = 1, .pages_dup = 2, .pages_dup_shared = 3, .pages_zero = 4,
+        .pages_uncached = 5, .qemu_zero_pages = 6, .wire_bytes = 1ull << 40,
+        .hv_transferred = UINT64_MAX, .hv_pages_normal = 7, .hv_pages_zero = 8,
+        .hv_dirty_syncs = 9, .hv_seconds = 1.5, .hv_downtime = 0.025,
+    }, b;
+    json_object *o;
+
+    (void)state;
+    o = fy_json_host_stream_stats_encode(&a);
+    assert_int_equal(fy_json_host_stream_stats_decode(o, &b), 0);
+    json_object_put(o);
+    assert_int_equal(b.channels, 4);
+    assert_false(b.parsed_all);
+    assert_string_equal(b.unparsed, a.unparsed);
+    assert_true(b.pages_sent == 1 && b.pages_dup == 2 && b.pages_dup_shared == 3 &&
+                b.pages_zero == 4 && b.pages_uncached == 5 && b.qemu_zero_pages == 6);
+    assert_true(b.wire_bytes == a.wire_bytes && b.hv_transferred == UINT64_MAX);
+    assert_true(b.hv_pages_normal == 7 && b.hv_pages_zero == 8 && b.hv_dirty_syncs == 9);
+    assert_true(b.hv_seconds == 1.5 && b.hv_downtime == 0.025);
+    /* A member missing is malformed. */
+    o = fy_json_host_stream_stats_encode(&a);
+    json_object_object_del(o, "wire_bytes");
+    assert_int_equal(fy_json_host_stream_stats_decode(o, &b), -FY_E_PROTO);
+    json_object_put(o);
+}
+
 static void test_host_json__send_params_hot_disks__round_trip_absent_when_none(void **state)
 {
     struct fy_host_send_params a = {.streams = 2, .pause = true, .ndisks = 2}, b;
@@ -784,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_host_json__malformed_answer__proto_naming_member),
         cmocka_unit_test(test_host_json__stats_and_endpoint__round_trip),
         cmocka_unit_test(test_host_json__send_params_hot_disks__round_trip_absent_when_none),
+        cmocka_unit_test(test_host_json__stream_stats__round_trip),
         F(test_host_rpc__inventory__answers_as_the_local_call),
         F(test_host_rpc__lifecycle_and_device_state__act_at_the_far_host),
         F(test_host_rpc__files__created_sized_removed_at_the_far_host),

@@ -492,6 +492,58 @@ static void test_migrate_sim__cancelled__rolled_back_state_cancelled(void **stat
     assert_int_equal(p, FY_POWER_RUNNING);
 }
 
+/* Stream mode (FY_DRV_STREAM): the sim driver has none, so asking for it
+ * is refused before anything moves; auto and ram-direct use the engine. */
+static void test_migrate_sim__live_mode_stream_without_driver_support__refused_vm_stays(
+    void **state)
+{
+    struct sim *s = *state;
+    struct fy_migration_record rec;
+    enum fy_power p;
+    int64_t id = 0;
+
+    need_sim(s);
+    struct fy_migration_request r = request(s, FY_MIG_LIVE);
+    r.mode = FY_LIVE_STREAM;
+    assert_int_equal(fy_migrate(&r, &s->src, &s->dst, s->store, &id), -FY_E_UNSUPPORTED);
+    assert_non_null(strstr(fy_error_detail(), "no stream mode"));
+    assert_int_equal(fy_store_migration_get(s->store, id, &rec), 0);
+    assert_int_equal(rec.state, FY_MIG_ROLLED_BACK);
+    assert_non_null(strstr(rec.error, "CheckCompatibility"));
+    assert_int_equal(power_at(&s->src, &p), 0);
+    assert_int_equal(p, FY_POWER_RUNNING);
+    assert_int_equal(power_at(&s->dst, &p), -FY_E_NOTFOUND);
+}
+
+static void test_migrate_sim__live_mode_ram_direct__engine_moves_memory(void **state)
+{
+    struct sim *s = *state;
+    int64_t id = 0;
+
+    need_sim(s);
+    struct fy_migration_request r = request(s, FY_MIG_LIVE);
+    r.mode = FY_LIVE_RAM_DIRECT;
+    migrate_ok(s, &r, &id);
+    assert_at_target_running(s);
+    assert_true(events_have(s, id, "Memory transferred in"));
+    assert_false(events_have(s, id, "Stream mode"));
+}
+
+static void test_live_mode__names__parse_back(void **state)
+{
+    enum fy_live_mode m = FY_LIVE_AUTO;
+
+    (void)state;
+    for (int i = FY_LIVE_AUTO; i <= FY_LIVE_RAM_DIRECT; i++) {
+        assert_int_equal(fy_live_mode_parse(fy_live_mode_name((enum fy_live_mode)i), &m), 0);
+        assert_int_equal(m, i);
+    }
+    assert_string_equal(fy_live_mode_name(FY_LIVE_STREAM), "stream");
+    assert_string_equal(fy_live_mode_name(FY_LIVE_RAM_DIRECT), "ram-direct");
+    assert_int_equal(fy_live_mode_parse("rdma", &m), -1);
+    assert_int_equal(fy_live_mode_parse(NULL, &m), -1);
+}
+
 /* ---- a host implementation wrapping the local one ----------------------- */
 
 /* Forwards every operation to the local host it wraps and counts the
@@ -903,6 +955,9 @@ int main(void)
         S(test_migrate_sim__quick__vm_runs_at_target_image_identical),
         S(test_migrate_sim__vm_locked_by_another__busy_nothing_moves),
         S(test_migrate_sim__cancelled__rolled_back_state_cancelled),
+        S(test_migrate_sim__live_mode_stream_without_driver_support__refused_vm_stays),
+        S(test_migrate_sim__live_mode_ram_direct__engine_moves_memory),
+        cmocka_unit_test(test_live_mode__names__parse_back),
         S(test_migrate_counted__live__every_host_call_goes_through_the_ops),
         S(test_migrate_counted__cold__every_host_call_goes_through_the_ops),
         S(test_migrate_counted__quick__every_host_call_goes_through_the_ops),
