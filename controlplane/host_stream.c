@@ -287,9 +287,9 @@ int fy_host_stream_recv_join(struct fy_host *h, struct fy_stream_recv *j,
         st->pages_dup_shared = j->st.pages_dup_shared;
         st->wire_bytes = j->st.wire_bytes;
         st->seconds = j->st.seconds;
-        /* Every reference was checked against its hash here; the rest is
-         * the hypervisor's, which completed. */
-        st->verified = rc == 0;
+        /* Every reference was checked against its hash, and every
+         * channel's bytes against the source QEMU's sum of them. */
+        st->verified = rc == 0 && j->st.verified;
     }
     stream_recv_free(h, j, rc == 0);
     return rc;

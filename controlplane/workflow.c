@@ -858,9 +858,10 @@ static int stream_send(struct mig *m)
     if (rc < 0)
         return rc;
     add_stats(m, &res.st);
-    /* No digest of the whole memory: the hypervisor loads its own stream.
-     * What Ferry checks is each reference, against its content hash. */
-    m->stats.verified = false;
+    /* No digest of the memory itself (the hypervisor loads its own
+     * stream): the target checked each reference against its content hash
+     * and each channel's bytes against the source QEMU's sum of them. */
+    m->stats.verified = rst.verified;
     ev(m, T, SRC, "The hypervisor migrated VM %s in %.2f s over %llu dirty-bitmap syncs: "
        "%llu pages with contents, %llu zero pages sent as markers, %llu bytes; its "
        "downtime %.1f ms", vmname(m), q->hv_seconds, (unsigned long long)q->hv_dirty_syncs,
@@ -875,10 +876,11 @@ static int stream_send(struct mig *m)
        (unsigned long long)q->wire_bytes, q->channels, q->parsed_all ? "yes" : "no",
        q->unparsed[0] ? " unparsed=" : "", q->unparsed);
     ev(m, T, SRC, "Memory transferred in stream mode over %s %s: %llu pages sent, %llu zero, "
-       "%llu duplicate, %llu bytes on the wire (references checked by content hash; no "
-       "whole-memory digest)", m->hot_role, m->hot_dst, (unsigned long long)m->stats.pages_sent,
-       (unsigned long long)m->stats.pages_zero, (unsigned long long)m->stats.pages_dup,
-       (unsigned long long)m->stats.wire_bytes);
+       "%llu duplicate, %llu bytes on the wire (%s)", m->hot_role, m->hot_dst,
+       (unsigned long long)m->stats.pages_sent, (unsigned long long)m->stats.pages_zero,
+       (unsigned long long)m->stats.pages_dup, (unsigned long long)m->stats.wire_bytes,
+       m->stats.verified ? "verified: every channel as the source QEMU sent it"
+                         : "not verified: the source sent no channel sums");
     ev(m, T, SRC, "Relocate task finished on source side");
     return 0;
 }

@@ -152,7 +152,12 @@ void fy_mfd_end(struct fy_mfd_parser *p, size_t len);
  *                    content from another migration's cache on this host
  *   DATA tag STATUS  text: this channel is carried raw from here, why
  *   DATA tag HELLO   first op of stream 0 (struct below)
- *   DATA tag EOF     QEMU closed this channel
+ *   DATA tag EOF     QEMU closed this channel; payload (optional, 24
+ *                    bytes): u64 count and XXH3-128 (struct fy_hash128,
+ *                    low then high, little-endian) of every byte QEMU sent
+ *                    on it.  The target checks them against the bytes it
+ *                    gave the destination QEMU: the rebuilt stream must be
+ *                    QEMU's own, byte for byte.
  * Target to source:
  *   DATA tag ACK     u64: PAGE and REF operations processed on this
  *                    stream so far
@@ -171,6 +176,8 @@ enum fy_qs_tag {
     FY_QS_XREF = 5,
     FY_QS_PAGE = 6,
 };
+
+#define FY_QS_EOF_SUM_SIZE 24u
 
 #define FY_QS_HELLO_MAGIC "FYQS"
 #define FY_QS_VERSION 1u

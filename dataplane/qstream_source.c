@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "dataplane/protocol.h"
 #include "dataplane/qstream_internal.h"
 #include "ferry/classifier.h"
@@ -88,6 +90,8 @@ struct chan {
     int rb;
     uint64_t bounce[FY_PAGE_SIZE / 8];
     struct recent *recent; /* RECENT entries, under q->lock */
+    XXH3_state_t *sum;     /* of every byte QEMU sent on the channel */
+    uint64_t sum_len;
     struct fy_qstream_stats st_local;
     /* shared */
     uint64_t acked;    /* atomic: cache operations the target processed */
@@ -547,6 +551,8 @@ static void *forward_main(void *arg)
             c->st_local.multifd_bytes += (uint64_t)k;
         else
             c->st_local.main_bytes += (uint64_t)k;
+        XXH3_128bits_update(c->sum, c->buf + c->end, (size_t)k);
+        c->sum_len += (uint64_t)k;
         c->end += (size_t)k;
         if ((rc = drain(c)) < 0) {
             what = "sending";
@@ -565,8 +571,16 @@ static void *forward_main(void *arg)
         }
     }
     if (rc == 0) {
-        /* QEMU closed the channel: what is left goes as it is. */
-        struct fy_op eof = {.type = FY_OP_DATA, .offset = FY_QS_EOF};
+        /* QEMU closed the channel: what is left goes as it is, then the
+         * sum of it all for the target to check. */
+        uint8_t sum[FY_QS_EOF_SUM_SIZE];
+        XXH128_hash_t h = XXH3_128bits_digest(c->sum);
+        struct fy_op eof = {.type = FY_OP_DATA, .offset = FY_QS_EOF, .data = sum,
+                            .len = sizeof(sum)};
+
+        fy_qs_put_le64(sum, c->sum_len);
+        fy_qs_put_le64(sum + 8, h.low64);
+        fy_qs_put_le64(sum + 16, h.high64);
 
         fy_mfd_end(&c->parser, c->end - c->start);
         if (c->end > c->start) {
@@ -578,8 +592,18 @@ static void *forward_main(void *arg)
             rc = flush(c);
         what = "sending";
     }
-    if (rc < 0 && !stopped(q))
-        fail(q, rc, "channel %u: %s: %s", c->index, what, fy_error_detail());
+    if (rc < 0 && !stopped(q)) {
+        char why[400];
+
+        snprintf(why, sizeof(why), "%s", fy_error_detail());
+        /* A lost stream usually means the target failed: it says why on
+         * stream 0 before closing, so give that message the chance to
+         * arrive (its receiver then stops this run with the reason). */
+        for (int k = 0; !strcmp(what, "sending") && k < 20 && !stopped(q); k++)
+            usleep(50000);
+        if (!stopped(q))
+            fail(q, rc, "channel %u: %s: %s", c->index, what, why);
+    }
 out:
     pthread_mutex_lock(&q->mu);
     q->running--;
@@ -973,7 +997,9 @@ int fy_qstream_source_run(struct fy_session *s,
         c->rb_packet = UINT64_MAX;
         c->rb = -1;
         c->recent = calloc(RECENT, sizeof(*c->recent));
-        if (!(c->buf = malloc(BUF_CAP)) || !c->recent) {
+        c->sum = XXH3_createState();
+        if (!(c->buf = malloc(BUF_CAP)) || !c->recent || !c->sum ||
+            XXH3_128bits_reset(c->sum) != XXH_OK) {
             rc = fy_error(FY_E_NOMEM, "no memory for channel buffers");
             goto out;
         }
@@ -1049,6 +1075,7 @@ out:
                 close(q->ch[i].fd);
             free(q->ch[i].buf);
             free(q->ch[i].recent);
+            XXH3_freeState(q->ch[i].sum);
             fy_mfd_parser_fini(&q->ch[i].parser);
         }
         if (q->own_listen) {

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "dataplane/protocol.h"
 #include "dataplane/qstream_internal.h"
 #include "ferry/classifier.h"
@@ -53,6 +55,11 @@ struct tchan {
                                         content until written */
     struct iovec iov[IOV_MAX];
     int niov;
+    XXH3_state_t *sum;    /* of every byte given to the destination QEMU */
+    uint64_t sum_len;
+    uint8_t src_sum[FY_QS_EOF_SUM_SIZE]; /* the source's, from its EOF */
+    bool src_summed;
+    bool verified;        /* the two matched */
     struct fy_qstream_stats st_local;
     char status[FY_DATA_MAX + 1];
 };
@@ -147,6 +154,10 @@ static int flush_iov(struct tchan *c)
 {
     int rc = 0;
 
+    for (int i = 0; i < c->niov; i++) {
+        XXH3_128bits_update(c->sum, c->iov[i].iov_base, c->iov[i].iov_len);
+        c->sum_len += c->iov[i].iov_len;
+    }
     if (c->niov > 0)
         rc = fy_qs_write_all(c->fd, c->iov, c->niov, &c->q->stop);
     c->niov = 0;
@@ -288,6 +299,10 @@ static int apply(struct tchan *c, const struct fy_op *op, unsigned slot,
             return 0;
         case FY_QS_EOF:
             *eof = true;
+            if (op->len == FY_QS_EOF_SUM_SIZE) {
+                memcpy(c->src_sum, op->data, FY_QS_EOF_SUM_SIZE);
+                c->src_summed = true;
+            }
             return 0;
         default:
             return fy_error(FY_E_PROTO, "stream %u: DATA with tag %" PRIu64
@@ -308,6 +323,25 @@ static int apply(struct tchan *c, const struct fy_op *op, unsigned slot,
         return fy_error(FY_E_PROTO, "stream %u: unexpected %s operation in "
                         "stream mode", c->index, fy_proto_type_name(op->type));
     }
+}
+
+/* At a channel's end: what the destination QEMU was given must be what
+ * the source QEMU sent (a source without sums leaves it unverified). */
+static int check_sum(struct tchan *c)
+{
+    XXH128_hash_t h = XXH3_128bits_digest(c->sum);
+    uint64_t len = fy_qs_get_le64(c->src_sum);
+
+    if (!c->src_summed)
+        return 0;
+    if (len != c->sum_len || fy_qs_get_le64(c->src_sum + 8) != h.low64 ||
+        fy_qs_get_le64(c->src_sum + 16) != h.high64)
+        return fy_error(FY_E_VERIFY, "channel %u: the stream given to the destination "
+                        "QEMU (%" PRIu64 " bytes) differs from the one the source QEMU "
+                        "sent (%" PRIu64 " bytes): the migration must not resume there",
+                        c->index, c->sum_len, len);
+    c->verified = true;
+    return 0;
 }
 
 static int send_ack(struct tchan *c, bool eof)
@@ -361,6 +395,8 @@ static void *chan_main(void *arg)
             rc = send_ack(c, false);
         if (rc == 0)
             rc = flush_iov(c);
+        if (rc == 0 && eof)
+            rc = check_sum(c);
         if (rc == 0 && eof)
             shutdown(c->fd, SHUT_WR); /* QEMU sees the channel end */
         if (rc == 0 && c->index > 0 && eof)
@@ -570,9 +606,11 @@ static void sum_stats(struct tgt *q, struct fy_qstream_stats *out, double secs)
     memset(out, 0, sizeof(*out));
     out->channels = q->nch - 1;
     out->parsed_all = true;
+    out->verified = true;
     for (unsigned i = 0; i < q->nch; i++) {
         const struct fy_qstream_stats *l = &q->ch[i].st_local;
 
+        out->verified = out->verified && q->ch[i].verified;
         out->main_bytes += l->main_bytes;
         out->return_bytes += l->return_bytes;
         out->multifd_bytes += l->multifd_bytes;
@@ -632,7 +670,9 @@ int fy_qstream_target_run(struct fy_session *s,
         c->fd = -1;
         c->st = s->streams[i];
         c->st_local.parsed_all = true;
-        if (!(c->bounce = malloc((size_t)BATCH * FY_PAGE_SIZE))) {
+        c->sum = XXH3_createState();
+        if (!(c->bounce = malloc((size_t)BATCH * FY_PAGE_SIZE)) || !c->sum ||
+            XXH3_128bits_reset(c->sum) != XXH_OK) {
             rc = fy_error(FY_E_NOMEM, "no memory for channel buffers");
             goto out;
         }
@@ -713,6 +753,7 @@ out:
             if (q->ch[i].fd >= 0)
                 close(q->ch[i].fd);
             free(q->ch[i].bounce);
+            XXH3_freeState(q->ch[i].sum);
         }
         fy_pagemap_fini(&q->map);
         if (q->own_cache)

@@ -79,6 +79,10 @@ struct fy_qstream_stats {
                                   the main channel) */
     uint64_t wire_bytes;       /* all streams, both directions */
     double seconds;
+    /* Target: every channel's bytes given to the destination QEMU had the
+     * count and XXH3-128 of the bytes the source QEMU sent on it (the
+     * return path is not summed).  Source: false. */
+    bool verified;
 };
 
 /* The region size a stream-mode session announces for a guest of

@@ -803,6 +803,9 @@ static void test_qstream_run__synthetic_channels__destination_gets_every_byte(vo
     assert_same(&r.rp_in, &r.rp_out, 0);
     assert_true(r.src_st.parsed_all);
     assert_true(r.dst_st.parsed_all);
+    /* The target checked every channel against the source's sums. */
+    assert_true(r.dst_st.verified);
+    assert_false(r.src_st.verified);
     assert_int_equal(r.src_st.channels, 3);
     assert_int_equal(r.src_st.pages, 120 * 32);
     assert_true(r.src_st.pages_zero > 0);
@@ -861,6 +864,7 @@ static void test_qstream_run__unknown_version_channel__carried_unchanged_and_rep
     assert_has(r.src_st.unparsed, "version 7");
     assert_false(r.dst_st.parsed_all);
     assert_has(r.dst_st.unparsed, "version 7");
+    assert_true(r.dst_st.verified); /* raw channels are summed too */
     assert_int_equal(r.src_st.raw_bytes, r.in[2].len);
     assert_int_equal(r.src_st.pages, 4);
     run_free(&r);

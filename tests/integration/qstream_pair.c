@@ -54,7 +54,7 @@ static void print_stats(const char *side, const struct fy_qstream_stats *st)
            "multifd_bytes=%llu raw_bytes=%llu packets=%llu pages=%llu "
            "pages_sent=%llu pages_uncached=%llu pages_zero=%llu pages_dup=%llu "
            "pages_dup_shared=%llu qemu_zero_pages=%llu wire_bytes=%llu "
-           "seconds=%.2f\n",
+           "seconds=%.2f verified=%d\n",
            side, st->channels, st->parsed_all,
            (unsigned long long)st->main_bytes,
            (unsigned long long)st->return_bytes,
@@ -66,7 +66,7 @@ static void print_stats(const char *side, const struct fy_qstream_stats *st)
            (unsigned long long)st->pages_dup,
            (unsigned long long)st->pages_dup_shared,
            (unsigned long long)st->qemu_zero_pages,
-           (unsigned long long)st->wire_bytes, st->seconds);
+           (unsigned long long)st->wire_bytes, st->seconds, st->verified);
     if (!st->parsed_all)
         printf("%s unparsed: %s\n", side, st->unparsed);
 }

@@ -84,6 +84,8 @@ qemu_running host1 && fail "a QEMU of g1 still runs on host1"
 grep -q 'Stream mode: the hypervisor migrates VM g1 (multifd, 2 channels' <<<"$events" ||
   fail "the migration did not run in stream mode"
 grep -q 'parsed_all=yes' <<<"$events" || fail "Ferry did not parse every multifd channel"
+grep -q 'verified: every channel as the source QEMU sent it' <<<"$events" ||
+  fail "the target did not verify every channel against the source QEMU's sums"
 grep -q 'Device state' <<<"$events" && fail "stream mode should not save device state apart"
 run_ok jobinfo ctl --json jobinfo "$mig"
 jobinfo=$out
