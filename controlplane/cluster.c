@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dataplane/netaddr.h"
 #include "ferry/error.h"
 
 #define MAX_FILE (1u << 20)
@@ -121,19 +122,6 @@ static int parse_list(const struct where *w, char *v, const char *key,
     return 0;
 }
 
-static bool has_port(const char *addr)
-{
-    const char *c = strrchr(addr, ':');
-    char *end;
-    long port;
-
-    if (!c || c == addr || !c[1])
-        return false;
-    errno = 0;
-    port = strtol(c + 1, &end, 10);
-    return !errno && !*end && port > 0 && port < 65536;
-}
-
 const char *fy_cluster_state_name(enum fy_plan_host_state s)
 {
     switch (s) {
@@ -164,7 +152,7 @@ static int set_cluster(struct fy_cluster *c, const struct where *w, const char *
 static int set_host(struct fy_cluster_host *h, const struct where *w, const char *key, char *v)
 {
     if (!strcmp(key, "management")) {
-        if (!has_port(v))
+        if (!fy_addr_has_port(v))
             return BAD(w, "management should read HOST:PORT (the address of host %s's "
                        "ferryd), not '%s'", h->name, v);
         return copy(w, h->management, sizeof(h->management), v, key);

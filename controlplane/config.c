@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "controlplane/config.h"
+#include "dataplane/netaddr.h"
 #include "ferry/error.h"
 #include "ferry/transport.h"
 
@@ -35,19 +36,6 @@ static int set(char *field, size_t size, const char *value, const char *name,
     return 0;
 }
 
-static bool has_port(const char *addr)
-{
-    const char *c = strrchr(addr, ':');
-    char *end;
-    long port;
-
-    if (!c || c == addr || !c[1])
-        return false;
-    errno = 0;
-    port = strtol(c + 1, &end, 10);
-    return !errno && !*end && port > 0 && port < 65536;
-}
-
 /* "name=HOST:PORT, name=HOST:PORT" */
 static int parse_peers(struct fy_agent_config *cfg, char *value, const char *name,
                        unsigned line)
@@ -69,7 +57,7 @@ static int parse_peers(struct fy_agent_config *cfg, char *value, const char *nam
         *eq = '\0';
         pname = trim(tok);
         paddr = trim(eq + 1);
-        if (!*pname || !has_port(paddr))
+        if (!*pname || !fy_addr_has_port(paddr))
             return fy_error(FY_E_CONFIG, "%s:%u: peer '%s' should read NAME=HOST:PORT",
                             name, line, pname);
         if (fy_agent_config_peer(cfg, pname))
@@ -134,7 +122,7 @@ int fy_agent_config_parse(const char *text, const char *name,
             rc = set(cfg->store, sizeof(cfg->store), value, name, line, key);
         else if (!strcmp(key, "management")) {
             rc = set(cfg->management, sizeof(cfg->management), value, name, line, key);
-            if (rc == 0 && !has_port(value))
+            if (rc == 0 && !fy_addr_has_port(value))
                 rc = fy_error(FY_E_CONFIG, "%s:%u: management should read "
                               "HOST:PORT (the control API's address), got '%s'",
                               name, line, value);

@@ -1,8 +1,10 @@
 /* "HOST:PORT" addresses: parsing, resolving and printing them, for every
  * socket Ferry opens (the TCP transport, the control API). */
+#include <errno.h>
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -38,6 +40,19 @@ int fy_addr_split(const char *addr, char *host, size_t hostlen, char *port,
     host[hl] = '\0';
     strcpy(port, colon + 1);
     return 0;
+}
+
+bool fy_addr_has_port(const char *addr)
+{
+    const char *c = addr ? strrchr(addr, ':') : NULL;
+    char *end;
+    long port;
+
+    if (!c || c == addr || !c[1] || (addr[0] == '[' && c[-1] != ']'))
+        return false;
+    errno = 0;
+    port = strtol(c + 1, &end, 10);
+    return !errno && !*end && port > 0 && port < 65536;
 }
 
 int fy_addr_resolve(const char *addr, bool passive, struct addrinfo **out)

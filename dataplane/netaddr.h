@@ -13,6 +13,10 @@
 int fy_addr_split(const char *addr, char *host, size_t hostlen, char *port,
                   size_t portlen);
 
+/* Whether 'addr' reads HOST:PORT ([V6]:PORT) with a port from 1 to 65535.
+ * Records no error. */
+bool fy_addr_has_port(const char *addr);
+
 /* getaddrinfo() of 'addr' for a stream socket ('passive': to bind).  The
  * caller frees *out with freeaddrinfo().  FY_E_NOTFOUND if it does not
  * resolve. */
