@@ -627,8 +627,12 @@ static void sweep_stream(struct pkt_port *p, struct pkt_stream *st, uint64_t now
                               "%" PRIu64 " ms: it is gone or the link is down",
                               st->pub.index, s->pub.peer, s->timeout / PKT_MS);
         }
+        /* A sender waiting for window with nothing in flight learns of a
+         * lost window update only by asking: the window may be shut, or
+         * open by fewer frames than its next operation needs (a page in
+         * fragments), so ask whenever it waits. */
         if (st->wblocked && st->snd_una == st->snd_txq &&
-            st->peer_edge <= st->snd_nxt && now - st->last_wprobe >= st->rto) {
+            now - st->last_wprobe >= st->rto) {
             probe = true;
             st->last_wprobe = now;
         }
