@@ -118,6 +118,19 @@ enum fy_host_data_kind {
      * when the hypervisor completed, the VM paused (paused), or failed,
      * the VM running on.  Needs a transport that carries DATA (tcp). */
     FY_HOST_DATA_STREAM = 4,
+    /* The device state of VM 'vm' (FY_DRV_DEVICE_STATE), at its
+     * switchover; 'size' is unused (the source learns it when it saves).
+     * recv_start: a job accepts one session, receives the state (DATA
+     * operations of the transport's data_max bytes, then its total length
+     * and digest, both checked) and calls the driver's device_state_load
+     * for the VM (the placeholder, paused) with it; recv_join returns the
+     * load's result.  send: the driver's device_state_save of the paused
+     * VM, whose bytes it sends; returns once the target has loaded them,
+     * with the target's reason if it could not (the VM stays paused at
+     * the source; the caller resumes it), device_state_bytes set.  Needs a
+     * transport that carries DATA (tcp, dpdk, xdp): FY_E_UNSUPPORTED
+     * otherwise.  (controlplane/host_devstate.c) */
+    FY_HOST_DATA_DEVICE_STATE = 5,
 };
 
 struct fy_host_data {
@@ -197,6 +210,8 @@ struct fy_host_send_result {
     bool paused;                  /* the send paused the VM; set also on
                                      failure (the caller resumes it) */
     struct fy_host_stream_stats stream; /* FY_HOST_DATA_STREAM */
+    uint64_t device_state_bytes;  /* FY_HOST_DATA_DEVICE_STATE: the state's
+                                     length, once the target loaded it */
 };
 
 /* A receiving end that runs: opaque; a remote implementation keeps the id
@@ -265,11 +280,33 @@ struct fy_host_ops {
     int (*file_remove)(struct fy_host *h, const char *path);
     /* A file's size into *size; FY_E_NOTFOUND if there is none. */
     int (*file_stat)(struct fy_host *h, const char *path, uint64_t *size);
+    /* A file's size into *size and the digest of its contents into
+     * *digest, so two hosts can tell whether they hold the same file
+     * without moving it (a base image the target already has).  The digest
+     * is fy_region_digest()'s (include/ferry/engine.h: XXH3-128 over the
+     * XXH3-128 of every 4 KiB page) of the file's bytes, its last page
+     * padded with zeros; compare sizes as well.  FY_E_NOTFOUND if there is
+     * no file.  Reads the whole file (1 MiB at a time), which for a big
+     * base image takes a while: the implementation that reads it (the
+     * local one, in the host's agent for a remote host) remembers the
+     * digests of the last files it read, keyed by path, device, inode,
+     * size and modification and change times (ns), so asking again about
+     * a file that did not change costs a stat (a second migration over the
+     * same base); a file rewritten since gets a new digest. */
+    int (*file_digest)(struct fy_host *h, const char *path, uint64_t *size,
+                       fy_hash128 *digest);
     /* Hot disks (FY_DRV_STORAGE): the driver's disk_create, making the
      * empty image of disk 'disk' of the VM 'config' describes at 'path'
      * (reserved with file_create) over 'backing' ("" none). */
     int (*disk_create)(struct fy_host *h, const char *config, unsigned disk,
                        const char *path, uint64_t virtual_size, const char *backing);
+    /* The driver's disk_rebase: makes the disk image at 'path' (a file of
+     * this host) read its base from 'backing' (a file of this host holding
+     * the same contents as the base it names now) without changing what
+     * it reads: a base image sent under another name because the target
+     * has a different file under its own.  FY_E_UNSUPPORTED if the driver
+     * cannot. */
+    int (*disk_rebase)(struct fy_host *h, const char *path, const char *backing);
 
     /* -- the dataplane -- */
 
@@ -319,5 +356,13 @@ void fy_host_local_init(struct fy_host *h, const char *name,
 /* The local implementation's table, for a server or a wrapper that calls it
  * on a host made with fy_host_local_init(). */
 extern const struct fy_host_ops fy_host_local_ops;
+
+/* Of this process's local file_digest: the bytes it has read and the
+ * answers its cache gave, since the process started (tests, statistics). */
+struct fy_host_digest_stats {
+    uint64_t bytes_read;
+    uint64_t cache_hits;
+};
+void fy_host_local_digest_stats(struct fy_host_digest_stats *out);
 
 #endif /* FERRY_CP_HOST_H */

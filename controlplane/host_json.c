@@ -211,6 +211,34 @@ int fy_json_hex_get(const json_object *obj, const char *key, const char *what,
     return 0;
 }
 
+json_object *fy_json_hash_encode(fy_hash128 h)
+{
+    char s[33];
+
+    snprintf(s, sizeof(s), "%016llx%016llx", (unsigned long long)h.hi,
+             (unsigned long long)h.lo);
+    return json_object_new_string(s);
+}
+
+int fy_json_hash_get(const json_object *obj, const char *key, const char *what,
+                     fy_hash128 *out)
+{
+    uint8_t b[16];
+    const char *s;
+    int rc;
+
+    if ((rc = fy_json_get_strp(obj, key, what, false, &s)) < 0)
+        return rc;
+    if (strlen(s) != 32 || !fy_hex_decode(s, sizeof(b), b))
+        return bad(what, key, "is not 32 hex digits");
+    out->hi = out->lo = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        out->hi = out->hi << 8 | b[i];
+        out->lo = out->lo << 8 | b[8 + i];
+    }
+    return 0;
+}
+
 /* ---- fy_host_info ------------------------------------------------------- */
 
 json_object *fy_json_host_info_encode(const struct fy_host_info *in)

@@ -10,7 +10,8 @@
  * times (seconds, downtime, ...) numbers.  The array field 'net' of
  * fy_host_info holds one string per enum fy_net_role, in order.  Binary
  * values are lower-case hex strings: fy_host_endpoint.session_id (32
- * digits), device state; fy_migration_stats.digest is {"lo":N,"hi":N}.
+ * digits), device state, a file's digest (fy_json_hash_encode: 32 digits,
+ * high half first); fy_migration_stats.digest is {"lo":N,"hi":N}.
  *
  * Encoders return a new object the caller releases with json_object_put(),
  * or NULL when out of memory.  Decoders fill '*out' (zeroed first) from
@@ -73,6 +74,14 @@ json_object *fy_json_hex_encode(const void *data, size_t len);
  * NULL on failure. */
 int fy_json_hex_get(const json_object *obj, const char *key, const char *what,
                     void **out, size_t *len);
+
+/* A content hash as a new JSON string of 32 hex digits, the high half
+ * first (as the engine prints digests); NULL when out of memory.  _get reads
+ * the member 'key' of 'obj' back: FY_E_PROTO naming 'what' and 'key' if it
+ * is missing or not 32 hex digits. */
+json_object *fy_json_hash_encode(fy_hash128 h);
+int fy_json_hash_get(const json_object *obj, const char *key, const char *what,
+                     fy_hash128 *out);
 
 /* The string member 'key' of 'obj' into dst[0..cap-1].  FY_E_PROTO naming
  * 'what' and 'key' if it is missing, not a string or does not fit. */

@@ -18,7 +18,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include "ferry/classifier.h"
 #include "ferry/engine.h"
 #include "ferry/error.h"
 #include "ferry/region.h"
@@ -208,6 +210,211 @@ static int local_file_stat(struct fy_host *h, const char *path, uint64_t *size)
     return 0;
 }
 
+/* file_digest.  Reading a base image of many GiB takes seconds, and the
+ * same bases serve many VMs, so the digests of the last DIGEST_CACHE
+ * files read stay in this process (the host's agent), keyed by what
+ * changes when the file does: path, device, inode, size, modification and
+ * change times.  A digest is kept only if the file did not change while
+ * it was read. */
+#define DIGEST_CACHE 32
+#define DIGEST_CHUNK (1u << 20) /* bytes read at a time */
+
+struct digest_key {
+    char path[FY_PATH_MAX];
+    uint64_t dev, ino, size;
+    int64_t mtime_ns, ctime_ns;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        struct digest_key k;
+        fy_hash128 digest;
+        uint64_t used; /* stamp of the last use: the oldest goes first */
+        bool valid;
+    } e[DIGEST_CACHE];
+    uint64_t clock;
+    struct fy_host_digest_stats st;
+} digests = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void digest_key_of(struct digest_key *k, const char *path, const struct stat *st)
+{
+    memset(k, 0, sizeof(*k));
+    snprintf(k->path, sizeof(k->path), "%s", path);
+    k->dev = (uint64_t)st->st_dev;
+    k->ino = (uint64_t)st->st_ino;
+    k->size = (uint64_t)st->st_size;
+    k->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    k->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+static bool digest_key_eq(const struct digest_key *a, const struct digest_key *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+           strcmp(a->path, b->path) == 0;
+}
+
+static bool digest_cached(const struct digest_key *k, fy_hash128 *out)
+{
+    bool hit = false;
+
+    pthread_mutex_lock(&digests.lock);
+    for (unsigned i = 0; i < DIGEST_CACHE && !hit; i++) {
+        if (digests.e[i].valid && digest_key_eq(&digests.e[i].k, k)) {
+            *out = digests.e[i].digest;
+            digests.e[i].used = ++digests.clock;
+            digests.st.cache_hits++;
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&digests.lock);
+    return hit;
+}
+
+static void digest_keep(const struct digest_key *k, fy_hash128 d)
+{
+    int same = -1, unused = -1, oldest = 0;
+    unsigned pick;
+
+    pthread_mutex_lock(&digests.lock);
+    for (int i = 0; i < DIGEST_CACHE; i++) {
+        if (!digests.e[i].valid) {
+            if (unused < 0)
+                unused = i;
+        } else if (strcmp(digests.e[i].k.path, k->path) == 0) {
+            same = i;
+        } else if (digests.e[i].used < digests.e[oldest].used) {
+            oldest = i;
+        }
+    }
+    /* The entry of an older version of the file, else a free one, else
+     * the least recently used. */
+    pick = (unsigned)(same >= 0 ? same : unused >= 0 ? unused : oldest);
+    digests.e[pick].k = *k;
+    digests.e[pick].digest = d;
+    digests.e[pick].used = ++digests.clock;
+    digests.e[pick].valid = true;
+    pthread_mutex_unlock(&digests.lock);
+}
+
+void fy_host_local_digest_stats(struct fy_host_digest_stats *out)
+{
+    pthread_mutex_lock(&digests.lock);
+    *out = digests.st;
+    pthread_mutex_unlock(&digests.lock);
+}
+
+/* fy_region_digest()'s definition over the 'size' bytes of 'fd': the
+ * XXH3-128 of the page hashes (little-endian, low half first), streamed so
+ * that memory does not grow with the file. */
+static int digest_fd(struct fy_host *h, const char *path, int fd, uint64_t size,
+                     fy_hash128 *out)
+{
+    enum { PAGES = DIGEST_CHUNK / FY_PAGE_SIZE };
+    XXH3_state_t *state = XXH3_createState();
+    uint8_t *buf = malloc(DIGEST_CHUNK);
+    fy_hash128 hashes[PAGES];
+    uint64_t off = 0;
+    int rc = 0;
+
+    if (!state || !buf || XXH3_128bits_reset(state) != XXH_OK) {
+        rc = fy_error(FY_E_NOMEM, "host %s: no memory to compute the digest of %s", h->name,
+                      path);
+        goto out;
+    }
+    while (off < size) {
+        size_t want = size - off < DIGEST_CHUNK ? (size_t)(size - off) : DIGEST_CHUNK;
+        size_t got = 0;
+        unsigned n;
+
+        while (got < want) {
+            ssize_t r = pread(fd, buf + got, want - got, (off_t)(off + got));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                rc = fy_error_sys("host %s: cannot read %s at byte %llu for its digest; "
+                                  "check the file and its disk", h->name, path,
+                                  (unsigned long long)(off + got));
+                goto out;
+            }
+            if (r == 0) {
+                rc = fy_error(FY_E_IO, "host %s: %s ended at byte %llu while its digest "
+                              "was computed, %llu bytes expected: something is writing "
+                              "it; stop that and migrate again", h->name, path,
+                              (unsigned long long)(off + got), (unsigned long long)size);
+                goto out;
+            }
+            got += (size_t)r;
+        }
+        /* The last page is padded with zeros, as a region's would be. */
+        n = (unsigned)((got + FY_PAGE_SIZE - 1) / FY_PAGE_SIZE);
+        memset(buf + got, 0, (size_t)n * FY_PAGE_SIZE - got);
+        for (unsigned i = 0; i < n; i++) {
+            hashes[i] = fy_page_hash(buf + (size_t)i * FY_PAGE_SIZE);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+            hashes[i].lo = __builtin_bswap64(hashes[i].lo);
+            hashes[i].hi = __builtin_bswap64(hashes[i].hi);
+#endif
+        }
+        if (XXH3_128bits_update(state, hashes, n * sizeof(hashes[0])) != XXH_OK) {
+            rc = fy_error(FY_E_INVAL, "host %s: digest of %s failed", h->name, path);
+            goto out;
+        }
+        off += got;
+        pthread_mutex_lock(&digests.lock);
+        digests.st.bytes_read += got;
+        pthread_mutex_unlock(&digests.lock);
+    }
+    XXH128_hash_t x = XXH3_128bits_digest(state);
+    *out = (fy_hash128){x.low64, x.high64};
+out:
+    free(buf);
+    XXH3_freeState(state);
+    return rc;
+}
+
+static int local_file_digest(struct fy_host *h, const char *path, uint64_t *size,
+                             fy_hash128 *digest)
+{
+    struct digest_key k, after;
+    struct stat st;
+    int fd, rc;
+
+    if (stat(path, &st) != 0)
+        return errno == ENOENT
+                   ? fy_error(FY_E_NOTFOUND, "no file %s on host %s", path, h->name)
+                   : fy_error_sys("cannot read %s on host %s", path, h->name);
+    if (!S_ISREG(st.st_mode))
+        return fy_error(FY_E_INVAL, "%s on host %s is not a regular file: no digest of it",
+                        path, h->name);
+    digest_key_of(&k, path, &st);
+    *size = k.size;
+    if (digest_cached(&k, digest))
+        return 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return fy_error_sys("cannot open %s on host %s to compute its digest; check its "
+                            "permissions", path, h->name);
+    if (fstat(fd, &st) != 0) {
+        rc = fy_error_sys("cannot read %s on host %s", path, h->name);
+        goto out;
+    }
+    digest_key_of(&k, path, &st);
+    *size = k.size;
+    /* Read once, front to back: tell the kernel to read ahead. */
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if ((rc = digest_fd(h, path, fd, k.size, digest)) < 0)
+        goto out;
+    if (fstat(fd, &st) == 0) {
+        digest_key_of(&after, path, &st);
+        if (digest_key_eq(&k, &after))
+            digest_keep(&k, *digest);
+    }
+out:
+    close(fd);
+    return rc;
+}
+
 static int local_disk_create(struct fy_host *h, const char *config, unsigned disk,
                              const char *path, uint64_t virtual_size, const char *backing)
 {
@@ -215,6 +422,16 @@ static int local_disk_create(struct fy_host *h, const char *config, unsigned dis
         return missing(h, "disk_create");
     return DRV(h)->disk_create(INST(h), config, disk, path, virtual_size,
                                backing ? backing : "");
+}
+
+static int local_disk_rebase(struct fy_host *h, const char *path, const char *backing)
+{
+    if (!DRV(h)->disk_rebase)
+        return fy_error(FY_E_UNSUPPORTED, "driver %s of host %s cannot point disk image %s "
+                        "at a base image under another name (%s): it has no disk_rebase; "
+                        "remove or rename the different file at the target that has the "
+                        "base's name", DRV(h)->name, h->name, path, backing);
+    return DRV(h)->disk_rebase(INST(h), path, backing);
 }
 
 /* ---- hot disks as regions ---------------------------------------------------- */
@@ -518,6 +735,7 @@ struct fy_host_recv {
     struct fy_kept kept;          /* its page map, handed over by the engine */
     struct disk_view disk;        /* a hot disk: regions[0] views it */
     struct fy_stream_recv *stream; /* stream mode: all of it (host_stream.c) */
+    struct fy_devstate_recv *devstate; /* a device state (host_devstate.c) */
     pthread_t tid;
     bool running;
     int rc;
@@ -685,7 +903,6 @@ static int local_recv_start(struct fy_host *h, const struct fy_host_data *what,
     struct fy_transport_opts o = {.timeout_ms = timeout_ms ? timeout_ms
                                                            : DEFAULT_TIMEOUT_MS};
     const struct fy_transport_ops *t = data_transport(h, addr, &o.params);
-    char listen_at[FY_NAME_MAX + 8];
     struct fy_host_recv *j;
     int rc;
 
@@ -702,6 +919,14 @@ static int local_recv_start(struct fy_host *h, const struct fy_host_data *what,
         *job = j;
         return 0;
     }
+    if (what->kind == FY_HOST_DATA_DEVICE_STATE) {
+        /* So is a device state (host_devstate.c). */
+        if ((rc = fy_host_devstate_recv_start(h, what, addr, timeout_ms, &j->devstate,
+                                              ep)) < 0)
+            goto fail;
+        *job = j;
+        return 0;
+    }
     j->idle_ms = o.timeout_ms;
     if ((rc = recv_regions(h, what, j)) < 0)
         goto fail;
@@ -710,24 +935,10 @@ static int local_recv_start(struct fy_host *h, const struct fy_host_data *what,
         rc = -FY_E_NOMEM;
         goto fail;
     }
-    if (getrandom(j->session_id, sizeof(j->session_id), 0) != sizeof(j->session_id)) {
-        rc = fy_error_sys("getrandom for a session id on host %s", h->name);
+    if ((rc = fy_host_local_listen_job(h, t, addr, &o, "migration data", j->session_id,
+                                       &j->l, &j->tid, recv_main, j, ep)) < 0)
         goto fail;
-    }
-    snprintf(listen_at, sizeof(listen_at), strchr(addr, ':') ? "[%s]:0" : "%s:0", addr);
-    if (!t || (rc = t->listen(listen_at, &o, &j->l)) < 0) {
-        rc = t ? rc : -FY_E_NOTFOUND;
-        rc = fy_error(-rc, "host %s cannot listen for migration data on %s: %s",
-                      h->name, listen_at, fy_error_detail());
-        goto fail;
-    }
-    if (pthread_create(&j->tid, NULL, recv_main, j) != 0) {
-        rc = fy_error(FY_E_SYS, "cannot start the receiving thread on host %s", h->name);
-        goto fail;
-    }
     j->running = true;
-    snprintf(ep->addr, sizeof(ep->addr), "%s", j->l->addr);
-    memcpy(ep->session_id, j->session_id, sizeof(ep->session_id));
     *job = j;
     return 0;
 fail:
@@ -745,6 +956,12 @@ static int local_recv_join(struct fy_host *h, struct fy_host_recv *j,
     if (j->stream) {
         rc = fy_host_stream_recv_join(h, j->stream, st);
         j->stream = NULL;
+        recv_free(j);
+        return rc;
+    }
+    if (j->devstate) {
+        rc = fy_host_devstate_recv_join(h, j->devstate, st);
+        j->devstate = NULL;
         recv_free(j);
         return rc;
     }
@@ -793,6 +1010,10 @@ static void local_recv_abort(struct fy_host *h, struct fy_host_recv *j)
         fy_host_stream_recv_abort(h, j->stream);
         j->stream = NULL;
     }
+    if (j->devstate) {
+        fy_host_devstate_recv_abort(h, j->devstate);
+        j->devstate = NULL;
+    }
     if (j->running) {
         if (j->l->ops->listener_shutdown)
             j->l->ops->listener_shutdown(j->l);
@@ -801,6 +1022,29 @@ static void local_recv_abort(struct fy_host *h, struct fy_host_recv *j)
         pthread_join(j->tid, NULL);
     }
     recv_free(j);
+}
+
+int fy_host_local_listen_job(const struct fy_host *h, const struct fy_transport_ops *t,
+                       const char *addr, const struct fy_transport_opts *o,
+                       const char *what, uint8_t session_id[16],
+                       struct fy_listener **l, pthread_t *tid,
+                       void *(*fn)(void *), void *arg, struct fy_host_endpoint *ep)
+{
+    char listen_at[FY_NAME_MAX + 8];
+    int rc;
+
+    if (getrandom(session_id, 16, 0) != 16)
+        return fy_error_sys("getrandom for a session id on host %s", h->name);
+    snprintf(listen_at, sizeof(listen_at), strchr(addr, ':') ? "[%s]:0" : "%s:0", addr);
+    if (!t || (rc = t->listen(listen_at, o, l)) < 0)
+        return fy_error(t ? -rc : FY_E_NOTFOUND, "host %s cannot listen for %s on %s: %s",
+                        h->name, what, listen_at,
+                        t ? fy_error_detail() : "its data transport is not built");
+    if (pthread_create(tid, NULL, fn, arg) != 0)
+        return fy_error(FY_E_SYS, "cannot start the receiving thread on host %s", h->name);
+    snprintf(ep->addr, sizeof(ep->addr), "%s", (*l)->addr);
+    memcpy(ep->session_id, session_id, sizeof(ep->session_id));
+    return 0;
 }
 
 void fy_host_local_listener_stop(struct fy_listener *l)
@@ -1265,6 +1509,8 @@ static int local_send(struct fy_host *h, const struct fy_host_data *what,
         return send_file(h, what, to, params, out);
     if (what->kind == FY_HOST_DATA_STREAM)
         return fy_host_stream_send(h, what, to, params, out);
+    if (what->kind == FY_HOST_DATA_DEVICE_STATE)
+        return fy_host_devstate_send(h, what, to, params, out);
     if (what->kind == FY_HOST_DATA_DISK)
         return fy_error(FY_E_INVAL, "host %s: a disk of VM %s is sent beside its memory "
                         "(send_params.disks), not alone", h->name, what->vm);
@@ -1297,7 +1543,9 @@ const struct fy_host_ops fy_host_local_ops = {
     .file_create = local_file_create,
     .file_remove = local_file_remove,
     .file_stat = local_file_stat,
+    .file_digest = local_file_digest,
     .disk_create = local_disk_create,
+    .disk_rebase = local_disk_rebase,
     .recv_start = local_recv_start,
     .recv_join = local_recv_join,
     .recv_abort = local_recv_abort,

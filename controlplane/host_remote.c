@@ -314,6 +314,31 @@ static int remote_file_stat(struct fy_host *h, const char *path, uint64_t *size)
     return rc;
 }
 
+static int remote_file_digest(struct fy_host *h, const char *path, uint64_t *size,
+                              fy_hash128 *digest)
+{
+    json_object *res;
+    int rc;
+
+    /* The far host sends a progress frame every second while it reads. */
+    if ((rc = call(h, "host.file_digest", params1("path", path), &res)) < 0)
+        return rc;
+    if (fy_json_get_u64(res, "size", "file_digest answer", size) < 0 ||
+        fy_json_hash_get(res, "digest", "file_digest answer", digest) < 0)
+        rc = malformed(h, "host.file_digest");
+    json_object_put(res);
+    return rc;
+}
+
+static int remote_disk_rebase(struct fy_host *h, const char *path, const char *backing)
+{
+    json_object *p = params1("path", path);
+
+    if (p)
+        json_object_object_add(p, "backing", json_object_new_string(backing));
+    return call(h, "host.disk_rebase", p, NULL);
+}
+
 /* ---- the dataplane ------------------------------------------------------------ */
 
 /* Ends job 'id' at the far host, keeping this thread's error detail. */
@@ -464,7 +489,10 @@ static int remote_send(struct fy_host *h, const struct fy_host_data *what,
         (json_object_object_get_ex(res, "disks", &o) &&
          fy_json_migration_stats_decode(o, &out->disks) < 0) ||
         (json_object_object_get_ex(res, "stream", &o) &&
-         fy_json_host_stream_stats_decode(o, &out->stream) < 0))
+         fy_json_host_stream_stats_decode(o, &out->stream) < 0) ||
+        (json_object_object_get_ex(res, "device_state_bytes", &o) &&
+         fy_json_get_u64(res, "device_state_bytes", "send answer",
+                         &out->device_state_bytes) < 0))
         rc = malformed(h, "host.send");
     else if (json_object_object_get_ex(res, "error", &o))
         rc = far_error(h, o);
@@ -497,7 +525,9 @@ static const struct fy_host_ops remote_ops = {
     .file_create = remote_file_create,
     .file_remove = remote_file_remove,
     .file_stat = remote_file_stat,
+    .file_digest = remote_file_digest,
     .disk_create = remote_disk_create,
+    .disk_rebase = remote_disk_rebase,
     .recv_start = remote_recv_start,
     .recv_join = remote_recv_join,
     .recv_abort = remote_recv_abort,

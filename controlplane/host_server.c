@@ -17,6 +17,9 @@
  *   host.device_state_load {vm, state: hex} -> {}
  *   host.file_create / file_remove {path} -> {}
  *   host.file_stat {path} -> {size}
+ *   host.file_digest {path} -> {size, digest: 32 hex digits}   (heartbeats
+ *       while it reads, like recv_join; the local host caches digests)
+ *   host.disk_rebase {path, backing} -> {}
  *   host.disk_create {config, disk, path, virtual_size, backing} -> {}
  *   host.recv_start {what: host_data, listen_addr, timeout_ms, gang?}
  *       -> {job: N, endpoint: host_endpoint}   (gang: fy_host.gang of the
@@ -25,8 +28,10 @@
  *   host.recv_abort {job} -> {}
  *   host.send {what: host_data, to: host_endpoint, params: send_params}
  *       -> {st: migration_stats, paused, disks?: migration_stats,
- *           stream?: stream_stats, error?: {code, message}}
- *       (send_params.disks: [host_endpoint]; stream: what.kind stream mode)
+ *           stream?: stream_stats, device_state_bytes?: N,
+ *           error?: {code, message}}
+ *       (send_params.disks: [host_endpoint]; stream: what.kind stream mode;
+ *       device_state_bytes: what.kind device state)
  *
  * host.send answers a result also when the send failed, with the failure
  * in "error" (code as fy_errname()), because the caller needs 'paused'
@@ -174,6 +179,10 @@ struct blocking {
     volatile int cancel;
     struct fy_round_stats rounds[ROUND_QUEUE]; /* not yet sent on */
     unsigned nrounds;
+    /* file_digest */
+    const char *path;
+    uint64_t size;
+    fy_hash128 digest;
 };
 
 static void *blocking_main(void *arg)
@@ -644,6 +653,57 @@ static int h_disk_create(void *ctx, struct fy_rpc_call *call, const json_object 
     return rc;
 }
 
+static int digest_fn(struct blocking *b)
+{
+    return b->h->ops->file_digest(b->h, b->path, &b->size, &b->digest);
+}
+
+/* Reading a big file takes a while: on a thread of its own, with
+ * heartbeats, and without the operations lock (it does not use the
+ * driver; the local implementation locks its cache itself), so inventory
+ * keeps answering. */
+static int h_file_digest(void *ctx, struct fy_rpc_call *call, const json_object *params,
+                         json_object **result)
+{
+    struct blocking *b;
+    int rc;
+
+    if (!(b = calloc(1, sizeof(*b))))
+        return no_memory("host.file_digest");
+    if ((rc = fy_json_get_strp(params, "path", "host.file_digest params", false,
+                               &b->path)) < 0)
+        goto out;
+    b->fn = digest_fn;
+    b->h = local_of(ctx);
+    if ((rc = blocking_run(call, b, "file_digest")) < 0)
+        goto out;
+    if ((*result = json_object_new_object())) {
+        json_object_object_add(*result, "size", json_object_new_uint64(b->size));
+        json_object_object_add(*result, "digest", fy_json_hash_encode(b->digest));
+    }
+    rc = *result ? 0 : no_memory("host.file_digest");
+out:
+    free(b);
+    return rc;
+}
+
+static int h_disk_rebase(void *ctx, struct fy_rpc_call *call, const json_object *params,
+                         json_object **result)
+{
+    const char *w = "host.disk_rebase params", *path, *backing;
+    int rc;
+
+    (void)call;
+    (void)result;
+    if ((rc = fy_json_get_strp(params, "path", w, false, &path)) < 0 ||
+        (rc = fy_json_get_strp(params, "backing", w, false, &backing)) < 0)
+        return rc;
+    ops_lock(ctx);
+    rc = local_of(ctx)->ops->disk_rebase(local_of(ctx), path, backing);
+    ops_unlock(ctx);
+    return rc;
+}
+
 /* ---- the dataplane ----------------------------------------------------------- */
 
 static int h_recv_start(void *ctx, struct fy_rpc_call *call, const json_object *params,
@@ -784,6 +844,9 @@ static int h_send(void *ctx, struct fy_rpc_call *call, const json_object *params
     if (b->what.kind == FY_HOST_DATA_STREAM)
         json_object_object_add(*result, "stream",
                                fy_json_host_stream_stats_encode(&b->res.stream));
+    if (b->what.kind == FY_HOST_DATA_DEVICE_STATE)
+        json_object_object_add(*result, "device_state_bytes",
+                               json_object_new_uint64(b->res.device_state_bytes));
     if (rc < 0 && (err = json_object_new_object())) {
         json_object_object_add(err, "code", json_object_new_string(fy_errname(rc)));
         json_object_object_add(err, "message", json_object_new_string(fy_error_detail()));
@@ -819,7 +882,9 @@ static const struct fy_rpc_method methods[] = {
     {"host.file_create", h_file_create},
     {"host.file_remove", h_file_remove},
     {"host.file_stat", h_file_stat},
+    {"host.file_digest", h_file_digest},
     {"host.disk_create", h_disk_create},
+    {"host.disk_rebase", h_disk_rebase},
     {"host.recv_start", h_recv_start},
     {"host.recv_join", h_recv_join},
     {"host.recv_abort", h_recv_abort},

@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -191,7 +190,6 @@ int fy_host_stream_recv_start(struct fy_host *h, const struct fy_host_data *w,
                                   .streams = w->region + 1, .sockbuf = STREAM_SOCKBUF};
     const struct fy_transport_ops *t = fy_host_local_transport(h, addr, &o.params);
     struct fy_stream_params sp = {.channels = w->region};
-    char listen_at[FY_NAME_MAX + 8];
     struct fy_stream_recv *j;
     int rc;
 
@@ -215,26 +213,13 @@ int fy_host_stream_recv_start(struct fy_host *h, const struct fy_host_data *w,
         if ((rc = fy_region_create_memfd("ferry-qstream-cache", j->key_space, &j->cache)) < 0)
             goto fail;
     }
-    if (getrandom(j->session_id, sizeof(j->session_id), 0) != sizeof(j->session_id)) {
-        rc = fy_error_sys("getrandom for a session id on host %s", h->name);
-        goto fail;
-    }
     if ((rc = drv->ops->stream_incoming(drv->d, w->vm, &sp, j->path, sizeof(j->path))) < 0)
         goto fail;
     j->incoming = true;
-    snprintf(listen_at, sizeof(listen_at), strchr(addr, ':') ? "[%s]:0" : "%s:0", addr);
-    if ((rc = t->listen(listen_at, &o, &j->l)) < 0) {
-        rc = fy_error(-rc, "host %s cannot listen for migration data on %s: %s", h->name,
-                      listen_at, fy_error_detail());
+    if ((rc = fy_host_local_listen_job(h, t, addr, &o, "migration data", j->session_id,
+                                       &j->l, &j->tid, stream_recv_main, j, ep)) < 0)
         goto fail;
-    }
-    if (pthread_create(&j->tid, NULL, stream_recv_main, j) != 0) {
-        rc = fy_error(FY_E_SYS, "cannot start the receiving thread on host %s", h->name);
-        goto fail;
-    }
     j->running = true;
-    snprintf(ep->addr, sizeof(ep->addr), "%s", j->l->addr);
-    memcpy(ep->session_id, j->session_id, sizeof(ep->session_id));
     *job = j;
     return 0;
 fail:

@@ -109,6 +109,12 @@ struct mig {
     char disk_paths[FY_MAX_DISKS][FY_PATH_MAX];
     char created[FY_MAX_DISKS * 6][FY_PATH_MAX]; /* files made at the target */
     unsigned ncreated;
+    /* Where base image b of disk i is at the target (copy_backing), and
+     * whether that is not the base's own name there (the target has a
+     * different file under it): then the image above it must be pointed
+     * at this one (disk_rebase). */
+    char base_paths[FY_MAX_DISKS][4][FY_PATH_MAX];
+    bool base_renamed[FY_MAX_DISKS][4];
 
     /* Networks: the address each end uses for hot and cold data. */
     char hot_src[FY_NAME_MAX], hot_dst[FY_NAME_MAX], hot_role[16];
@@ -557,42 +563,182 @@ static int a_invoke_callbacks(struct fy_workflow *wf, void *ctx)
 
 /* -- live -- */
 
-/* Copies the base images (cold data) of every disk to the target. */
+/* A digest as the events print it: its first 16 hex digits. */
+static const char *digest_str(fy_hash128 d, char buf[20])
+{
+    snprintf(buf, 20, "%016llx...", (unsigned long long)d.hi);
+    return buf;
+}
+
+/* Whether host 'h' has file 'path' and whether it has 'size' bytes; if
+ * so, its digest into '*out'.  Sizes first: a quick reject without reading
+ * the file. */
+static int same_file(struct fy_host *h, const char *path, uint64_t size, fy_hash128 *out,
+                     bool *exists, bool *same_size)
+{
+    uint64_t have = 0;
+    int rc;
+
+    *exists = *same_size = false;
+    if ((rc = h->ops->file_stat(h, path, &have)) == -FY_E_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    *exists = true;
+    if (have != size)
+        return 0;
+    if ((rc = h->ops->file_digest(h, path, &have, out)) < 0)
+        return rc;
+    *same_size = have == size;
+    return 0;
+}
+
+/* Sends base image 'from' to the new file 'to' at the target, pointing
+ * the copy at the target's base below it ('below', "" none) when that is
+ * not under its own name. */
+static int send_base(struct mig *m, const char *from, const char *to, const char *below)
+{
+    int rc;
+
+    if ((rc = m->dst->ops->file_create(m->dst, to)) < 0 || (rc = add_created(m, to)) < 0)
+        return rc;
+    ev(m, T, SRC, "Copying base image %s to %s over %s %s", from, to, m->cold_role,
+       m->cold_dst);
+    if ((rc = copy_file(m, from, to, m->cold_src, m->cold_dst)) < 0)
+        return rc;
+    if (below[0]) {
+        ev(m, T, DST, "Pointing base image %s at the base below it, %s", to, below);
+        if ((rc = m->dst->ops->disk_rebase(m->dst, to, below)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Places base image b of disk i at the target (see copy_backing). */
+static int place_base(struct mig *m, unsigned i, unsigned b)
+{
+    const struct fy_disk *d = &m->vm.disks[i];
+    const char *name = strrchr(d->backing[b], '/'), *slash = strrchr(d->path, '/');
+    const char *dot, *below = "";
+    char from[FY_PATH_MAX], plain[FY_PATH_MAX], alt[FY_PATH_MAX], h1[20], h2[20];
+    fy_hash128 want = FY_HASH_UNKNOWN, have = FY_HASH_UNKNOWN;
+    uint64_t size = 0;
+    bool exists, same_size, below_moved;
+    int n, rc;
+
+    name = name ? name + 1 : d->backing[b];
+    if (d->backing[b][0] == '/' || !slash)
+        n = snprintf(from, sizeof(from), "%s", d->backing[b]);
+    else
+        n = snprintf(from, sizeof(from), "%.*s/%s", (int)(slash - d->path), d->path,
+                     d->backing[b]);
+    if (n < 0 || (size_t)n >= sizeof(from) ||
+        (size_t)snprintf(plain, sizeof(plain), "%s/%s", m->dst_ds->path, name) >=
+            sizeof(plain))
+        return fy_error(FY_E_TOOBIG, "VM %s disk %s: path of base image %s too long at "
+                        "the source or in target datastore %s", vmname(m), d->name,
+                        d->backing[b], m->dst_ds->path);
+    /* The same base under an earlier disk of this VM: placed already. */
+    for (unsigned j = 0; j <= i; j++)
+        for (unsigned c = 0; c < m->vm.disks[j].nbacking && c < 4; c++) {
+            if ((j == i && c <= b) || strcmp(m->vm.disks[j].backing[c], d->backing[b]) != 0)
+                continue;
+            if (!m->base_paths[j][c][0])
+                continue;
+            memcpy(m->base_paths[i][b], m->base_paths[j][c], FY_PATH_MAX);
+            m->base_renamed[i][b] = m->base_renamed[j][c];
+            return 0;
+        }
+    /* A copy at the target reads its own base by the name the source's
+     * holds, i.e. at its own name there: if that one was placed under
+     * another name, the target's copy of this one cannot serve as it is. */
+    below_moved = b + 1 < d->nbacking && b + 1 < 4 && m->base_renamed[i][b + 1];
+    if (below_moved)
+        below = m->base_paths[i][b + 1];
+    if ((rc = m->src->ops->file_stat(m->src, from, &size)) < 0)
+        return rc;
+    memcpy(m->base_paths[i][b], plain, FY_PATH_MAX);
+    m->base_renamed[i][b] = false;
+    if ((rc = same_file(m->dst, plain, size, &have, &exists, &same_size)) < 0)
+        return rc;
+    if (!exists)
+        return send_base(m, from, plain, below);
+    /* The target has a file of that name: the base only if it holds the
+     * same bytes (base images do not change, and several VMs share them).
+     * Otherwise it is left alone (other VMs at the target may use it) and
+     * the base goes beside it under a name of its own. */
+    if ((rc = m->src->ops->file_digest(m->src, from, &size, &want)) < 0)
+        return rc;
+    if (same_size && fy_hash_eq(have, want) && !below_moved) {
+        ev(m, T, DST, "Base image %s is at the target already as %s (same content, digest "
+           "%s): not sent", from, plain, digest_str(want, h1));
+        return 0;
+    }
+    dot = strrchr(name, '.');
+    if (!dot || dot == name)
+        dot = name + strlen(name);
+    n = snprintf(alt, sizeof(alt), "%s/%.*s.ferry-%08llx%s", m->dst_ds->path,
+                 (int)(dot - name), name, (unsigned long long)(want.hi >> 32), dot);
+    if (n < 0 || (size_t)n >= sizeof(alt))
+        return fy_error(FY_E_TOOBIG, "VM %s disk %s: name for base image %s in target "
+                        "datastore %s too long", vmname(m), d->name, from, m->dst_ds->path);
+    if (!same_size || !fy_hash_eq(have, want))
+        ev(m, T, DST, "Target file %s is not base image %s (%s, digest %s; the base: digest "
+           "%s): it stays as it is (other VMs may use it); the base goes to %s", plain,
+           from, same_size ? "same size" : "another size",
+           same_size ? digest_str(have, h1) : "not read", digest_str(want, h2), alt);
+    else
+        ev(m, T, DST, "Target file %s holds base image %s over a different base below it: "
+           "the base goes to %s", plain, from, alt);
+    memcpy(m->base_paths[i][b], alt, FY_PATH_MAX);
+    m->base_renamed[i][b] = true;
+    if ((rc = same_file(m->dst, alt, size, &have, &exists, &same_size)) < 0)
+        return rc;
+    if (!exists)
+        return send_base(m, from, alt, below);
+    if (same_size && fy_hash_eq(have, want) && !below_moved) {
+        ev(m, T, DST, "Base image %s is at the target already as %s (same content, digest "
+           "%s): not sent", from, alt, digest_str(want, h1));
+        return 0;
+    }
+    /* That name is taken too (a copy pointed at other bases below): one
+     * of this migration's own. */
+    n = snprintf(alt, sizeof(alt), "%s/%.*s.ferry-%08llx-%lld%s", m->dst_ds->path,
+                 (int)(dot - name), name, (unsigned long long)(want.hi >> 32),
+                 (long long)m->id, dot);
+    if (n < 0 || (size_t)n >= sizeof(alt))
+        return fy_error(FY_E_TOOBIG, "VM %s disk %s: name for base image %s in target "
+                        "datastore %s too long", vmname(m), d->name, from, m->dst_ds->path);
+    memcpy(m->base_paths[i][b], alt, FY_PATH_MAX);
+    return send_base(m, from, alt, below);
+}
+
+/* Copies the base images (cold data) of every disk to the target, unless
+ * the target holds them already: a file of the base's name there with the
+ * same content (size, then digest: file_digest).  A different file under
+ * that name stays; the base is sent beside it under another name, and the
+ * image above (a base, here; the disk itself: point_at_base) is pointed at
+ * it.  The deepest base first, so each knows where the one below went. */
 static int copy_backing(struct mig *m)
 {
     int rc;
 
-    for (unsigned i = 0; i < m->vm.ndisks; i++) {
-        const struct fy_disk *d = &m->vm.disks[i];
-        for (unsigned b = 0; b < d->nbacking && b < 4; b++) {
-            char from[FY_PATH_MAX], to[FY_PATH_MAX + FY_PATH_MAX];
-            const char *base = strrchr(d->backing[b], '/');
-            const char *slash = strrchr(d->path, '/');
-            uint64_t have = 0, want = 0;
-
-            if (d->backing[b][0] == '/' || !slash)
-                snprintf(from, sizeof(from), "%s", d->backing[b]);
-            else
-                snprintf(from, sizeof(from), "%.*s/%s", (int)(slash - d->path),
-                         d->path, d->backing[b]);
-            snprintf(to, sizeof(to), "%s/%s", m->dst_ds->path, base ? base + 1 : d->backing[b]);
-            /* A base image the target already holds stays (base images
-             * do not change; several VMs share them). */
-            if (m->dst->ops->file_stat(m->dst, to, &have) == 0 &&
-                m->src->ops->file_stat(m->src, from, &want) == 0 && have == want) {
-                ev(m, T, DST, "Base image %s is at the target already as %s (same size): "
-                   "not sent", from, to);
-                continue;
-            }
-            if ((rc = m->dst->ops->file_create(m->dst, to)) < 0 || (rc = add_created(m, to)) < 0)
+    for (unsigned i = 0; i < m->vm.ndisks; i++)
+        for (unsigned b = m->vm.disks[i].nbacking < 4 ? m->vm.disks[i].nbacking : 4; b-- > 0;)
+            if ((rc = place_base(m, i, b)) < 0)
                 return rc;
-            ev(m, T, SRC, "Copying base image %s to %s over %s %s", from, to,
-               m->cold_role, m->cold_dst);
-            if ((rc = copy_file(m, from, to, m->cold_src, m->cold_dst)) < 0)
-                return rc;
-        }
-    }
     return 0;
+}
+
+/* The target's copy of disk i (the active image, just copied whole):
+ * pointed at its base when copy_backing placed that under another name. */
+static int point_at_base(struct mig *m, unsigned i)
+{
+    if (!m->vm.disks[i].nbacking || !m->base_renamed[i][0])
+        return 0;
+    ev(m, T, DST, "Pointing disk %s at %s at its base image %s", m->vm.disks[i].name,
+       m->disk_paths[i], m->base_paths[i][0]);
+    return m->dst->ops->disk_rebase(m->dst, m->disk_paths[i], m->base_paths[i][0]);
 }
 
 static void note_net(struct mig *m, enum fy_data_class c, const char *role,
@@ -618,12 +764,9 @@ static int a_create_dummy_disks(struct fy_workflow *wf, void *ctx)
      * the placeholder opens and the running VM's writes then fill. */
     for (unsigned i = 0; m->hot_disks && i < m->vm.ndisks; i++) {
         const struct fy_disk *d = &m->vm.disks[i];
-        char backing[FY_PATH_MAX + FY_PATH_MAX] = "";
-        const char *base = d->nbacking ? strrchr(d->backing[0], '/') : NULL;
+        /* Over the base where copy_backing placed it. */
+        const char *backing = d->nbacking ? m->base_paths[i][0] : "";
 
-        if (d->nbacking)
-            snprintf(backing, sizeof(backing), "%s/%s", m->dst_ds->path,
-                     base ? base + 1 : d->backing[0]);
         ev(m, T, DST, "Creating disk %s at %s%s%s: its contents move while the VM runs",
            d->name, m->disk_paths[i], backing[0] ? " over " : "", backing);
         if ((rc = m->dst->ops->disk_create(m->dst, m->config, i, m->disk_paths[i],
@@ -967,7 +1110,8 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
             ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
                m->disk_paths[i], m->hot_role, m->hot_dst);
             if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], m->hot_src,
-                                m->hot_dst)) < 0)
+                                m->hot_dst)) < 0 ||
+                (rc = point_at_base(m, i)) < 0)
                 return rc;
         }
     }
@@ -990,33 +1134,79 @@ static void u_initiate_source(struct fy_workflow *wf, void *ctx)
     }
 }
 
+/* SwitchHostAndPool: the target starts receiving the VM's device state,
+ * on the network its memory took. */
+static int devstate_recv(struct mig *m, struct fy_host_recv **job,
+                         struct fy_host_endpoint *ep)
+{
+    struct fy_host_data d = {.kind = FY_HOST_DATA_DEVICE_STATE};
+
+    snprintf(d.vm, sizeof(d.vm), "%s", vmname(m));
+    note_net(m, FY_DATA_DEVICE_STATE, m->hot_role, m->hot_dst);
+    return m->dst->ops->recv_start(m->dst, &d, m->hot_dst, timeout_ms(m), job, ep);
+}
+
+/* The source saves the paused VM's device state and sends it over the
+ * dataplane, agent to agent (not through this controller: it may be far
+ * larger than a control message); the target's agent loads it into the
+ * placeholder.  Ends 'job' either way. */
+static int devstate_move(struct mig *m, struct fy_host_recv *job,
+                         const struct fy_host_endpoint *ep)
+{
+    struct fy_host_data d = {.kind = FY_HOST_DATA_DEVICE_STATE};
+    struct fy_host_send_params sp = send_params(m, m->hot_src);
+    struct fy_host_send_result res = {0};
+    struct fy_migration_stats rst = {0};
+    struct timespec t0;
+    int rc;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    snprintf(d.vm, sizeof(d.vm), "%s", vmname(m));
+    sp.streams = 1;
+    if ((rc = m->src->ops->send(m->src, &d, ep, &sp, &res)) < 0) {
+        m->dst->ops->recv_abort(m->dst, job);
+        return rc;
+    }
+    if ((rc = m->dst->ops->recv_join(m->dst, job, &rst)) < 0)
+        return rc;
+    m->stats.wire_bytes += res.st.wire_bytes;
+    ev(m, S, SRC, "Device state of VM %s crossed the dataplane over %s %s: %llu bytes "
+       "(%llu on the wire) saved, sent and loaded at the target in %.1f ms%s", vmname(m),
+       m->hot_role, m->hot_dst, (unsigned long long)res.device_state_bytes,
+       (unsigned long long)res.st.wire_bytes, since(&t0) * 1000.0,
+       res.st.verified && rst.verified ? ", verified" : "");
+    return 0;
+}
+
 static int a_switch_live(struct fy_workflow *wf, void *ctx)
 {
     struct mig *m = M(ctx);
-    void *state = NULL;
-    size_t len = 0;
+    /* Stream mode: the device state was in the hypervisor's stream. */
+    bool devstate = host_can(&m->src_caps, FY_DRV_DEVICE_STATE) && !m->stream;
+    struct fy_host_recv *job = NULL;
+    struct fy_host_endpoint ep;
     int rc = 0;
 
     m->no_cancel = true;
     m->side = DST;
     ev(m, S, SRC, "Switchover started");
+    /* The target listens first: before the pause when the VM still runs
+     * (the engine pauses it before its final round, RAM-direct quick
+     * before its memory moves; then this costs one call in the pause). */
+    if (devstate && (rc = devstate_recv(m, &job, &ep)) < 0)
+        return rc;
     if (!m->src_paused) {
-        /* The engine pauses the VM before the final round; a driver without
-         * a writer to pause still stops here. */
-        if ((rc = pause_source(m)) < 0)
+        /* A driver without a writer to pause still stops here. */
+        if ((rc = pause_source(m)) < 0) {
+            m->dst->ops->recv_abort(m->dst, job);
             return rc;
+        }
     }
-    /* Stream mode: the device state was in the hypervisor's stream. */
-    if (host_can(&m->src_caps, FY_DRV_DEVICE_STATE) && !m->stream) {
-        note_net(m, FY_DATA_DEVICE_STATE, m->hot_role, m->hot_dst);
-        if ((rc = m->src->ops->device_state_save(m->src, vmname(m), &state, &len)) < 0)
-            return rc;
-        ev(m, S, SRC, "Device state of VM %s saved: %zu bytes", vmname(m), len);
-        rc = m->dst->ops->device_state_load(m->dst, vmname(m), state, len);
-        free(state);
-        if (rc < 0)
-            return rc;
-    }
+    /* Any failure from here to the target's vm_resume leaves the source
+     * paused, and the undo of InitiateSource (or SuspendSourceVm) resumes
+     * it. */
+    if (devstate && (rc = devstate_move(m, job, &ep)) < 0)
+        return rc;
     if ((rc = m->dst->ops->vm_resume(m->dst, vmname(m))) < 0)
         return rc;
     /* The VM runs at the target: from here on, roll forward. */
@@ -1114,7 +1304,8 @@ static int a_copy_disks_paused(struct fy_workflow *wf, void *ctx)
         ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
            m->disk_paths[i], m->hot_role, m->hot_dst);
         if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], m->hot_src,
-                            m->hot_dst)) < 0)
+                            m->hot_dst)) < 0 ||
+            (rc = point_at_base(m, i)) < 0)
             return rc;
     }
     m->disks_copied = true;
@@ -1263,7 +1454,8 @@ static int a_create_destination_vm(struct fy_workflow *wf, void *ctx)
         ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
            m->disk_paths[i], m->cold_role, m->cold_dst);
         if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], m->cold_src,
-                            m->cold_dst)) < 0)
+                            m->cold_dst)) < 0 ||
+            (rc = point_at_base(m, i)) < 0)
             return rc;
         paths[i] = m->disk_paths[i];
     }

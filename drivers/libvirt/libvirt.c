@@ -628,6 +628,8 @@ static const struct fy_driver_ops lv_ops = {
     .stream_start = lv_stream_start,
     .stream_status = lv_stream_status,
     .stream_end = lv_stream_end,
+    /* A base image sent under another name (qcow2.c). */
+    .disk_rebase = lv_disk_rebase,
 #ifdef LV_HAVE_NBD
     /* Hot disks through QEMU's NBD server (nbd_disk.c). */
     .disk_create = lv_disk_create,

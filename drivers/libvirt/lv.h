@@ -151,6 +151,11 @@ int lv_disk_chain(struct fy_disk *disk);
  * reference (qemu-img rebase -u). */
 int lv_disk_relink(const char *path);
 
+/* The driver's disk_rebase (include/ferry/driver.h): the qcow2 image
+ * 'path' names 'backing' as its base (qemu-img rebase -u: the header only),
+ * by file name when both are in one directory. */
+int lv_disk_rebase(struct fy_driver *d, const char *path, const char *backing);
+
 /* Creates (or overwrites) the image 'path' with qemu-img: 'format',
  * 'virtual_size' bytes, over 'backing' (NULL or "": none), which it names
  * by file name when both are in one directory. */

@@ -1,5 +1,6 @@
 /* Disk images: the backing chain of a qcow2 image, read from its header,
- * and rewriting the reference to a base image after a disk moved.
+ * and rewriting the reference to a base image after a disk moved (beside
+ * it, or under another name: lv_disk_rebase).
  *
  * Why read headers rather than ask libvirt: libvirt reports a chain only
  * for running domains, and a cold migration needs it for stopped ones.  The
@@ -198,10 +199,50 @@ int lv_disk_relink(const char *path)
     return 0;
 }
 
+/* How image 'path' names its base 'backing': by file name when beside it,
+ * as lv_disk_relink leaves moved images, so the pair moves together; else
+ * by its path.  Points into 'backing'. */
+static const char *base_ref(const char *path, const char *backing)
+{
+    char dir[FY_PATH_MAX], bdir[FY_PATH_MAX];
+    const char *slash = strrchr(backing, '/');
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    dirname(dir);
+    snprintf(bdir, sizeof(bdir), "%s", backing);
+    dirname(bdir);
+    return slash && strcmp(dir, bdir) == 0 ? slash + 1 : backing;
+}
+
+int lv_disk_rebase(struct fy_driver *d, const char *path, const char *backing)
+{
+    char bname[FY_PATH_MAX], name[FY_PATH_MAX];
+    const char *ref;
+    bool q, bq;
+    uint64_t vs, bvs;
+    int rc;
+
+    (void)d;
+    if ((rc = read_header(path, &q, &vs, name, sizeof(name))) < 0)
+        return rc;
+    if (!q)
+        return fy_error(FY_E_UNSUPPORTED, "disk image %s is not qcow2: it has no base image "
+                        "to point at %s", path, backing);
+    if ((rc = read_header(backing, &bq, &bvs, bname, sizeof(bname))) < 0)
+        return rc;
+    ref = base_ref(path, backing);
+    char *argv[] = {"qemu-img", "rebase", "-u", "-f", "qcow2", "-b", (char *)ref, "-F",
+                    bq ? "qcow2" : "raw", (char *)path, NULL};
+    if ((rc = run(argv)) < 0)
+        return fy_error(-rc, "cannot point disk image %s at its base %s: %s", path,
+                        backing, fy_error_detail());
+    return 0;
+}
+
 int lv_disk_create_image(const char *path, const char *format, uint64_t virtual_size,
                          const char *backing)
 {
-    char size[32], dir[FY_PATH_MAX], bdir[FY_PATH_MAX], bname[FY_PATH_MAX];
+    char size[32], bname[FY_PATH_MAX];
     const char *ref;
     bool bq = false;
     uint64_t bvs;
@@ -214,14 +255,7 @@ int lv_disk_create_image(const char *path, const char *format, uint64_t virtual_
     }
     if (read_header(backing, &bq, &bvs, bname, sizeof(bname)) < 0)
         return -FY_E_NOTFOUND;
-    /* A base beside the image is named by its file name, so the pair
-     * moves together (as lv_disk_relink leaves moved images). */
-    snprintf(dir, sizeof(dir), "%s", path);
-    dirname(dir);
-    snprintf(bdir, sizeof(bdir), "%s", backing);
-    dirname(bdir);
-    ref = strrchr(backing, '/') && strcmp(dir, bdir) == 0 ? strrchr(backing, '/') + 1
-                                                             : backing;
+    ref = base_ref(path, backing);
     char *argv[] = {"qemu-img", "create", "-q", "-f", (char *)format, "-b", (char *)ref,
                     "-F", bq ? "qcow2" : "raw", (char *)path, size, NULL};
     return run(argv);

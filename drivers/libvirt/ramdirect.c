@@ -10,8 +10,8 @@
  * socket in the driver's private directory and writes the saved stream
  * into it.  Source: device_state_save, with the VM paused, migrates to a
  * socket the driver listens on and keeps what arrives.  Ferry carries that
- * blob between the agents, over their control connection, whose messages
- * are at most 1 MiB of JSON (hex): the blob is zlib-compressed (the BIOS
+ * blob between the agents over the dataplane (controlplane/host_devstate.c);
+ * it is zlib-compressed, because every byte of it is downtime (the BIOS
  * and option ROMs in it halve).  Verified on QEMU 7.2 with a Linux guest
  * (docs/libvirt.md). */
 #include <errno.h>

@@ -429,6 +429,18 @@ struct fy_driver_ops {
      * to what other migrations expect.  Records no error when there is
      * nothing to undo. */
     int (*stream_end)(struct fy_driver *d, const char *vm);
+
+    /* -- base images under another name (optional; ABI 3) -- */
+
+    /* Makes the disk image at 'path' (a file of this host, of a VM not
+     * running) read its base image from 'backing' (a file of this host)
+     * instead of the one it names now, without changing its own contents:
+     * 'backing' holds the same bytes as the base the image was made over.
+     * A migration sends a base image under another name when the target
+     * has a different file under the base's own; this points the moved
+     * image (or the moved base above it) at the copy.  NULL: such a
+     * migration fails, saying so. */
+    int (*disk_rebase)(struct fy_driver *d, const char *path, const char *backing);
 };
 
 /* Makes 'ops' the driver's entry point. Use once per driver, at file

@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -27,7 +29,10 @@
 #include "controlplane/host_json.h"
 #include "controlplane/host_rpc.h"
 #include "controlplane/workflow.h"
+#include "ferry/classifier.h"
+#include "ferry/engine.h"
 #include "ferry/error.h"
+#include "ferry/region.h"
 
 #define KEY "host-rpc-test-key-0123456789abcdef"
 #define OTHER_KEY "not-the-cluster-key-0123456789ab"
@@ -532,6 +537,107 @@ static void test_host_rpc__files__created_sized_removed_at_the_far_host(void **s
     assert_int_equal(re->ops->file_stat(re, path, &size), -FY_E_NOTFOUND);
 }
 
+/* 'len' bytes of a pattern seeded by 'seed' into 'path'. */
+static void write_pattern(const char *path, size_t len, unsigned seed)
+{
+    unsigned char *buf = malloc(len);
+    FILE *fp = fopen(path, "w");
+
+    assert_non_null(buf);
+    assert_non_null(fp);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (unsigned char)((i * 2654435761u + seed) >> 13);
+    assert_int_equal(fwrite(buf, 1, len, fp), len);
+    fclose(fp);
+    free(buf);
+}
+
+static void set_mtime(const char *path, time_t sec)
+{
+    struct timespec t[2] = {{.tv_sec = sec}, {.tv_sec = sec}};
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static void test_host_rpc__file_digest__far_host_answers_as_local_call_region_digest(void **state)
+{
+    struct fx *f = *state;
+    struct fy_host *re = &f->dst.remote, *lo = &f->dst.local;
+    const size_t len = (3u << 20) + 1000; /* chunks and a partial last page */
+    char path[200], missing[200];
+    fy_hash128 dl, dr, dregion;
+    uint64_t sl = 0, sr = 0;
+    struct fy_region *r;
+    int fd;
+
+    need_hosts(f);
+    snprintf(path, sizeof(path), "%s/base.img", f->dir);
+    write_pattern(path, len, 7);
+    assert_int_equal(lo->ops->file_digest(lo, path, &sl, &dl), 0);
+    assert_int_equal(re->ops->file_digest(re, path, &sr, &dr), 0);
+    assert_true(sl == len && sr == len);
+    assert_true(fy_hash_eq(dl, dr));
+    assert_false(fy_hash_is_unknown(dl));
+    /* The engine's region digest of the same bytes, the last page padded
+     * with zeros. */
+    assert_int_equal(truncate(path, (off_t)((len + FY_PAGE_SIZE - 1) & ~(size_t)(FY_PAGE_SIZE - 1))), 0);
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(fy_region_open_fd(fd, 0, (len + FY_PAGE_SIZE - 1) & ~(size_t)(FY_PAGE_SIZE - 1),
+                                       FY_REGION_READ, &r), 0);
+    close(fd);
+    assert_int_equal(fy_region_digest(r, 1, &dregion), 0);
+    fy_region_close(r);
+    assert_true(fy_hash_eq(dl, dregion));
+
+    snprintf(missing, sizeof(missing), "%s/no-such-base.img", f->dir);
+    assert_int_equal(re->ops->file_digest(re, missing, &sr, &dr), -FY_E_NOTFOUND);
+    assert_non_null(strstr(fy_error_detail(), missing));
+}
+
+static void test_host_local__file_digest_rewritten__new_digest_else_cached(void **state)
+{
+    struct fx *f = *state;
+    struct fy_host *lo = &f->src.local;
+    struct fy_host_digest_stats a, b;
+    char path[200];
+    fy_hash128 d1, d2, d3;
+    uint64_t size = 0;
+
+    need_hosts(f);
+    snprintf(path, sizeof(path), "%s/cached.img", f->dir);
+    write_pattern(path, 1u << 20, 1);
+    set_mtime(path, 1000000000);
+    fy_host_local_digest_stats(&a);
+    assert_int_equal(lo->ops->file_digest(lo, path, &size, &d1), 0);
+    fy_host_local_digest_stats(&b);
+    assert_true(b.bytes_read - a.bytes_read == 1u << 20);
+
+    /* Asked again: from the cache, nothing read. */
+    assert_int_equal(lo->ops->file_digest(lo, path, &size, &d2), 0);
+    fy_host_local_digest_stats(&a);
+    assert_true(fy_hash_eq(d1, d2));
+    assert_true(a.bytes_read == b.bytes_read);
+    assert_true(a.cache_hits == b.cache_hits + 1);
+
+    /* Rewritten with other bytes of the same size and another mtime: read
+     * again, a new digest. */
+    write_pattern(path, 1u << 20, 2);
+    set_mtime(path, 1000000100);
+    assert_int_equal(lo->ops->file_digest(lo, path, &size, &d3), 0);
+    fy_host_local_digest_stats(&b);
+    assert_false(fy_hash_eq(d1, d3));
+    assert_true(b.bytes_read - a.bytes_read == 1u << 20);
+
+    /* Rewritten back with the old mtime restored: its change time still
+     * tells. */
+    write_pattern(path, 1u << 20, 1);
+    set_mtime(path, 1000000000);
+    assert_int_equal(lo->ops->file_digest(lo, path, &size, &d2), 0);
+    assert_true(fy_hash_eq(d1, d2));
+    fy_host_local_digest_stats(&a);
+    assert_true(a.bytes_read - b.bytes_read == 1u << 20);
+}
+
 static void test_host_rpc__unknown_vm_at_far_host__notfound_with_its_message(void **state)
 {
     struct fx *f = *state;
@@ -818,6 +924,8 @@ int main(void)
         F(test_host_rpc__inventory__answers_as_the_local_call),
         F(test_host_rpc__lifecycle_and_device_state__act_at_the_far_host),
         F(test_host_rpc__files__created_sized_removed_at_the_far_host),
+        F(test_host_rpc__file_digest__far_host_answers_as_local_call_region_digest),
+        F(test_host_local__file_digest_rewritten__new_digest_else_cached),
         F(test_host_rpc__unknown_vm_at_far_host__notfound_with_its_message),
         F(test_host_rpc__wrong_key__open_refused_auth),
         F(test_host_rpc__closed_host__calls_fail_closed),

@@ -8,6 +8,10 @@
 # and verifies, the base is not sent again, the target's overlay names the
 # target's base, the source's overlay is removed, and the guest boots at
 # the target showing both markers.
+# Then (after a quick migration back) host2 gets a different file of the
+# base's name and size: a cold migration must send the base under another
+# name, leave that file as it was and point the overlay at the copy, and
+# the guest boots there on its own base.
 #
 # Usage: test_libvirt_cold.sh FERRYD FERRYCTL DRIVERS_DIR SRCDIR GUESTDIR
 set -uo pipefail
@@ -106,6 +110,57 @@ qemu-img info -U "$src/g2-vda.qcow2" | grep -q '^backing file: base.qcow2' ||
 [ -e "$dst/g2-vda.qcow2" ] && fail "host2's overlay should be removed after the move"
 run_ok "list host1" ctl list host1
 grep -q '^g2 .*running' <<<"$out" || fail "g2 should run on host1"
+
+step "host2 gets a different base.qcow2 of the same size (another marker)"
+other="FERRY-ELSE-${marker#FERRY-BASE-}"
+printf '%s' "$other" >"$tmp/other.raw"
+truncate -s 64M "$tmp/other.raw"
+qemu-img convert -q -O qcow2 "$tmp/other.raw" "$dst/base.qcow2" || fail "qemu-img convert"
+truncate -s "$(stat -c %s "$src/base.qcow2")" "$dst/base.qcow2"
+[ "$(stat -c %s "$dst/base.qcow2")" = "$(stat -c %s "$src/base.qcow2")" ] ||
+  fail "the two bases should have the same size"
+cmp -s "$src/base.qcow2" "$dst/base.qcow2" && fail "the two bases should differ"
+other_md5=$(md5sum <"$dst/base.qcow2")
+
+step "cold migration g2 host1 -> host2: the base goes under another name"
+starts=$(grep -ac 'ferry-guest: start' "$serial")
+run_ok "cold migration (base name taken)" ctl migrate --cold g2 --from host1 --to host2
+grep -q 'succeeded' <<<"$out" || fail "cold migration over a different base did not succeed"
+grep -q 'Verification: *passed' <<<"$out" || fail "cold migration not verified"
+cold2_id=$(grep -oE '^Migration [0-9]+ succeeded' <<<"$out" | awk '{print $2}')
+run_ok events ctl events "$cold2_id"
+grep -q "Target file $dst/base.qcow2 is not base image $src/base.qcow2 (same size" <<<"$out" ||
+  fail "the event log should say the target's base.qcow2 is another file"
+alt=$(grep -oE "Copying base image $src/base.qcow2 to $dst/base\.ferry-[0-9a-f]{8}\.qcow2" <<<"$out" |
+  awk '{print $NF}')
+[ -n "$alt" ] || fail "the base should be sent as $dst/base.ferry-XXXXXXXX.qcow2"
+grep -q "Pointing disk vda at $dst/g2-vda.qcow2 at its base image $alt" <<<"$out" ||
+  fail "the event log should say the overlay was pointed at $alt"
+[ "$(md5sum <"$dst/base.qcow2")" = "$other_md5" ] ||
+  fail "host2's own base.qcow2 must not be touched"
+cmp -s "$src/base.qcow2" "$alt" || fail "$alt should be a copy of host1's base"
+qemu-img info -U "$dst/g2-vda.qcow2" | grep -E '^backing file:'
+qemu-img info -U "$dst/g2-vda.qcow2" | grep -q "^backing file: $(basename "$alt")\( \|$\)" ||
+  fail "the moved overlay should name $(basename "$alt")"
+
+step "g2 boots at host2 on its own base, not on host2's base.qcow2"
+for _ in $(seq 1 600); do
+  [ "$(grep -ac 'ferry-guest: start' "$serial")" -gt "$starts" ] && break
+  sleep 0.1
+done
+[ "$(grep -ac 'ferry-guest: start' "$serial")" -gt "$starts" ] || fail "g2 did not boot at host2"
+for _ in $(seq 1 300); do
+  [ "$(grep -ac "disk vda sector0=" "$serial")" -gt "$starts" ] && break
+  sleep 0.1
+done
+grep -aq "disk vda sector0=$other" "$serial" && fail "g2 booted on host2's other base.qcow2"
+[ "$(grep -ac "disk vda sector0=$marker.* sector1=OOOOOOOO" "$serial")" -gt "$starts" ] ||
+  fail "g2 at host2 does not see its base and overlay"
+grep -aq 'PATTERN ERROR' "$serial" && fail "the guest reported a PATTERN ERROR"
+run_ok "list host2" ctl list host2
+grep -q '^g2 .*running' <<<"$out" || fail "g2 should run on host2"
+[ "$(md5sum <"$dst/base.qcow2")" = "$other_md5" ] ||
+  fail "host2's own base.qcow2 changed while g2 ran"
 
 echo
 echo "libvirt cold: all steps passed"
