@@ -332,7 +332,8 @@ void fy_cli_print_summary(FILE *f, const json_object *r)
             fy_cli_bytes(zero * PAGE, b2, sizeof(b2)), fy_cli_bytes(dup * PAGE, b3, sizeof(b3)),
             pages > 0 ? 100.0 * (zero + dup) / pages : 0.0);
     fprintf(f, "  %-20s%s\n", "Verification:",
-            b_of(r, "verified") ? "passed: the target's memory digest matches the source's"
+            b_of(r, "verified") ? "passed: the target's copy matches the source's digests "
+                                  "(in stream mode: of every channel)"
                                 : "not verified");
     if (json_object_object_get_ex(r, "net", &net) && net) {
         json_object_object_foreach(net, k, v)

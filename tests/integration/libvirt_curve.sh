@@ -6,8 +6,8 @@
 # Usage: tests/integration/libvirt_curve.sh [BUILD_DIR] [SIZES_MIB...]
 #   default: build 128 256 512 1024
 # For each size: a guest that keeps dirtying FERRY_DIRTY pages/s (default
-# 2000) over 32 MiB; Ferry quick (RAM-direct) host1 -> host2, live (the
-# default mode of `ferryctl migrate --live`: stream mode) back, and live
+# 2000) over 32 MiB; Ferry live (the default mode of `ferryctl migrate
+# --live`: stream mode) host1 -> host2, quick (RAM-direct) back, and live
 # RAM-direct (--mode ram-direct, "live rd") host1 -> host2 again, through
 # two ferryd with a 300 ms downtime target; then QEMU's migration between
 # two fresh embedded hosts driven with virsh, as libvirt sets it up (no
@@ -30,6 +30,16 @@ shift || true
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(128 256 512 1024)
 dirty=${FERRY_DIRTY:-2000}
+# More kernel command line for the guests (they have pti=on already: see
+# docs/libvirt.md, "Stream mode"; pti=off shows what QEMU 7.2 does without).
+gargs=${FERRY_GUEST_ARGS:-}
+# FERRY_ANON=1: guests without the shared memfd backend (anonymous RAM, as
+# most stream-mode guests); Ferry then runs live (stream mode) only, since
+# quick and RAM-direct need the shared backend.
+anon=${FERRY_ANON:-0}
+guest_xml() { # as lv_guest_xml, without <memoryBacking> with FERRY_ANON=1
+  if [ "$anon" = 1 ]; then lv_guest_xml "$@" | grep -v '<memoryBacking>'; else lv_guest_xml "$@"; fi
+}
 FERRYD=$SRCDIR/$build/controlplane/ferryd
 FERRYCTL=$SRCDIR/$build/controlplane/ferryctl
 DRIVERS=$SRCDIR/$build/drivers
@@ -83,6 +93,10 @@ ferry_one() {
   out=$(ctl migrate "${how[@]}" "$@" "f$mem" --from "$from" --to "$to" 2>&1) ||
     { echo "$out"; results+=("$(printf "$ROW" "$mem" "ferry $kind" FAILED - - -)"); return 1; }
   results+=("$(ferry_row "$mem" "$kind" "$port")")
+  # Where the time went: the workflow's events with their times.
+  "$FERRYCTL" --host "127.0.0.1:$port" --key "$tmp/key" events \
+    "$(grep -oE '^Migration [0-9]+ succeeded' <<<"$out" | awk '{print $2}')" |
+    sed "s/^/  [$mem $kind] /"
   if ! alive "$tmp/f$mem.serial"; then
     echo "the guest stopped counting (or reported a pattern error) after ferry $kind $from -> $to:"
     grep -a 'ferry-guest' "$tmp/f$mem.serial" | tail -n 3
@@ -93,13 +107,14 @@ ferry_one() {
 
 ferry_run() {
   local mem=$1 xml=$tmp/f$mem.xml serial=$tmp/f$mem.serial
-  lv_guest_xml "f$mem" "$mem" "$serial" "ferry.mem=32 ferry.dirty=$dirty ferry.pattern=16" >"$xml"
+  guest_xml "f$mem" "$mem" "$serial" "$gargs ferry.mem=32 ferry.dirty=$dirty ferry.pattern=16" >"$xml"
   ctl define "$xml" --start >/dev/null || fail "define f$mem"
   wait_tick "$serial" 3 120
   # Done with the guest after its runs, or after one that broke it: a
   # running guest would slow the next sizes down.
-  ferry_one "$mem" quick host1 host2 "$P1" &&
-    sleep 2 && ferry_one "$mem" live host2 host1 "$P2" &&
+  # Live (stream mode) first, on a guest as fresh as QEMU's own run's.
+  ferry_one "$mem" live host1 host2 "$P1" && [ "$anon" != 1 ] &&
+    sleep 2 && ferry_one "$mem" quick host2 host1 "$P2" &&
     # Live RAM-direct too, where the default is stream mode.
     { ! "$FERRYCTL" migrate --help | grep -q -- '--mode' ||
       ferry_one "$mem" "live rd" host1 host2 "$P1" --mode ram-direct; }
@@ -117,7 +132,7 @@ qemu_run() {
     mkdir -p "$r/etc"
     printf 'user = "root"\ngroup = "root"\nstdio_handler = "file"\nremember_owner = 0\ndynamic_ownership = 0\nsecurity_driver = "none"\n' >"$r/etc/qemu.conf"
   done
-  lv_guest_xml "q$mem" "$mem" "$serial" "ferry.mem=32 ferry.dirty=$dirty ferry.pattern=16" >"$tmp/q$mem.xml"
+  guest_xml "q$mem" "$mem" "$serial" "$gargs ferry.mem=32 ferry.dirty=$dirty ferry.pattern=16" >"$tmp/q$mem.xml"
   sed -e "s|<domain type='qemu'>|<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>|" \
       -e "s|</devices>|</devices><qemu:commandline><qemu:arg value='-incoming'/><qemu:arg value='defer'/></qemu:commandline>|" \
       "$tmp/q$mem.xml" >"$tmp/q$mem.in.xml"
@@ -154,7 +169,8 @@ PY
 
 table() {
   echo
-  echo "tests/integration/libvirt_curve.sh $build ${sizes[*]} (FERRY_DIRTY=$dirty pages/s;" \
+  echo "tests/integration/libvirt_curve.sh $build ${sizes[*]} (FERRY_DIRTY=$dirty pages/s," \
+    "guest args '$gargs', anonymous RAM $anon;" \
     "$(date '+%Y-%m-%d %H:%M'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
   printf "$ROW\n" "MiB" "migration" "total" "resume" "downtime" "wire"
   printf '%s\n' "${results[@]}"

@@ -126,7 +126,10 @@ run_ok() {
 # guest's domain XML on stdout: RAM in a shared memfd (RAM-direct reads
 # it), the serial console appended to SERIAL_FILE (the same file on both
 # hosts here, so one file shows the counter going on), no video, no USB;
-# nokaslr, so guests share their kernel's pages (dedup across VMs).
+# nokaslr, so guests share their kernel's pages (dedup across VMs); pti=on,
+# so the guest switches page tables (and TCG flushes its TLB) at every
+# kernel entry: QEMU < 9.0 under TCG otherwise loses dirty pages during a
+# live migration of its own (docs/libvirt.md, "Stream mode").
 lv_guest_xml() {
   local name=$1 mem=$2 serial=$3 extra=$4 disk=${5:-}
   cat <<EOF
@@ -139,7 +142,7 @@ lv_guest_xml() {
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$GUESTDIR/vmlinuz</kernel>
     <initrd>$GUESTDIR/initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 nokaslr $extra</cmdline>
+    <cmdline>console=ttyS0 quiet panic=-1 nokaslr pti=on $extra</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
