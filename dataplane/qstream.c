@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -83,4 +85,39 @@ void fy_qs_stats_add_wire(struct fy_qstream_stats *st,
     for (unsigned i = 0; i < s->nstreams; i++)
         st->wire_bytes += s->streams[i]->tx_wire_bytes +
                           s->streams[i]->rx_wire_bytes;
+}
+
+int fy_qs_lock_tx0(struct fy_qs_run *r)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    return pthread_mutex_timedlock(&r->tx0, &ts);
+}
+
+bool fy_qs_failv(struct fy_qs_run *r, struct fy_session *s, int code,
+                 const char *fmt, va_list ap)
+{
+    bool first;
+
+    pthread_mutex_lock(&r->mu);
+    first = r->err == 0;
+    if (first) {
+        r->err = code < 0 ? -code : code;
+        vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
+    }
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (!first)
+        return false;
+    if (fy_qs_lock_tx0(r) == 0) {
+        struct fy_op e = {.type = FY_OP_ERROR, .offset = (uint64_t)r->err,
+                          .data = r->errmsg, .len = strlen(r->errmsg)};
+        s->streams[0]->tx_burst(s->streams[0], &e, 1);
+        pthread_mutex_unlock(&r->tx0);
+    }
+    fy_session_shutdown(s);
+    return true;
 }

@@ -28,6 +28,8 @@
 #ifndef FERRY_QSTREAM_INTERNAL_H
 #define FERRY_QSTREAM_INTERNAL_H
 
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -202,5 +204,35 @@ int fy_qs_send(struct fy_stream *s, const struct fy_op *ops, unsigned n,
                int timeout_ms);
 void fy_qs_stats_add_wire(struct fy_qstream_stats *st,
                           const struct fy_session *s);
+
+/* How a run of either side stops: its first failure, the stop flag its
+ * threads watch, stream 0's sender lock.  Both sides embed one. */
+struct fy_qs_run {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_mutex_t tx0;  /* stream 0 has several senders */
+    int stop;             /* atomic */
+    int err;              /* the first failure, under mu */
+    char errmsg[512];
+    unsigned running;     /* threads, under mu */
+};
+
+static inline bool fy_qs_stopped(struct fy_qs_run *r)
+{
+    return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
+}
+
+/* Takes tx0, waiting at most a second: another sender of stream 0 may be
+ * in the middle of a small send, but not one the peer's backlog keeps
+ * blocked.  0, or an errno value (not taken). */
+int fy_qs_lock_tx0(struct fy_qs_run *r);
+
+/* Records the first failure (code and message), sets stop and wakes every
+ * waiter.  The first failure is also sent to the other side on stream 0 of
+ * 's' (ERROR) and 's' is shut down.  Returns whether this was the first:
+ * the caller then shuts down its QEMU sockets, so QEMU's migration fails
+ * (and at the source the guest runs on). */
+bool fy_qs_failv(struct fy_qs_run *r, struct fy_session *s, int code,
+                 const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
 #endif /* FERRY_QSTREAM_INTERNAL_H */

@@ -118,20 +118,14 @@ struct src {
     struct rb rbs[FY_QS_MAX_RAMBLOCKS];
     unsigned nrb;
     uint64_t next_chunk, nchunks;
-    /* run state, under 'mu' */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_mutex_t tx0; /* stream 0's sender: forward thread or fail() */
-    int stop;            /* atomic */
-    int err;
-    char errmsg[512];
-    bool done;           /* the target's DONE arrived */
-    unsigned running;
+    /* run state (tx0: stream 0's sender is its forward thread or fail()) */
+    struct fy_qs_run run;
+    bool done;           /* the target's DONE arrived, under run.mu */
 };
 
 static bool stopped(struct src *q)
 {
-    return __atomic_load_n(&q->stop, __ATOMIC_ACQUIRE);
+    return fy_qs_stopped(&q->run);
 }
 
 static uint64_t acked(struct src *q, unsigned x)
@@ -139,49 +133,21 @@ static uint64_t acked(struct src *q, unsigned x)
     return __atomic_load_n(&q->ch[x].acked, __ATOMIC_ACQUIRE);
 }
 
-/* Records the first failure, tells the target where the stream still
- * works, and unblocks every thread: the session and QEMU's sockets are
- * shut down, so QEMU's migration fails and its guest runs on. */
-/* Stream 0's other sender may be in the middle of a small send: wait for
- * it a little, not for a send the peer's backlog keeps blocked. */
-static int lock_tx0(struct src *q)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 1;
-    return pthread_mutex_timedlock(&q->tx0, &ts);
-}
-
 static void fail(struct src *q, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Records the first failure, tells the target, and unblocks every thread:
+ * the session and QEMU's sockets are shut down, so QEMU's migration fails
+ * and its guest runs on. */
 static void fail(struct src *q, int code, const char *fmt, ...)
 {
     va_list ap;
     bool first;
 
-    pthread_mutex_lock(&q->mu);
-    first = q->err == 0;
-    if (first) {
-        q->err = code < 0 ? -code : code;
-        va_start(ap, fmt);
-        vsnprintf(q->errmsg, sizeof(q->errmsg), fmt, ap);
-        va_end(ap);
-    }
-    __atomic_store_n(&q->stop, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    if (!first)
-        return;
-    if (lock_tx0(q) == 0) {
-        struct fy_op e = {.type = FY_OP_ERROR, .offset = (uint64_t)q->err,
-                          .data = q->errmsg, .len = strlen(q->errmsg)};
-        q->s->streams[0]->tx_burst(q->s->streams[0], &e, 1);
-        pthread_mutex_unlock(&q->tx0);
-    }
-    fy_session_shutdown(q->s);
-    for (unsigned i = 0; i < q->nch; i++)
+    va_start(ap, fmt);
+    first = fy_qs_failv(&q->run, q->s, code, fmt, ap);
+    va_end(ap);
+    for (unsigned i = 0; first && i < q->nch; i++)
         if (q->ch[i].fd >= 0)
             shutdown(q->ch[i].fd, SHUT_RDWR);
 }
@@ -359,10 +325,10 @@ static int flush(struct chan *c)
     if (c->nops == 0)
         return 0;
     if (c->index == 0)
-        pthread_mutex_lock(&q->tx0);
+        pthread_mutex_lock(&q->run.tx0);
     rc = fy_qs_send(c->st, c->ops, c->nops, q->timeout_ms);
     if (c->index == 0)
-        pthread_mutex_unlock(&q->tx0);
+        pthread_mutex_unlock(&q->run.tx0);
     c->nops = 0;
     return rc;
 }
@@ -605,10 +571,10 @@ static void *forward_main(void *arg)
             fail(q, rc, "channel %u: %s: %s", c->index, what, why);
     }
 out:
-    pthread_mutex_lock(&q->mu);
-    q->running--;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_lock(&q->run.mu);
+    q->run.running--;
+    pthread_cond_broadcast(&q->run.cv);
+    pthread_mutex_unlock(&q->run.mu);
     return NULL;
 }
 
@@ -657,7 +623,7 @@ static void *reverse_main(void *arg)
             } else if (op->type == FY_OP_DATA && op->offset == FY_QS_BYTES &&
                        c->index == 0) {
                 struct iovec v = {(void *)op->data, op->len};
-                int rc = fy_qs_write_all(c->fd, &v, 1, &q->stop);
+                int rc = fy_qs_write_all(c->fd, &v, 1, &q->run.stop);
                 if (rc < 0) {
                     fail(q, rc, "return path to QEMU: %s", fy_error_detail());
                     over = true;
@@ -669,9 +635,9 @@ static void *reverse_main(void *arg)
                 else
                     over = true;
             } else if (op->type == FY_OP_DONE && c->index == 0) {
-                pthread_mutex_lock(&q->mu);
+                pthread_mutex_lock(&q->run.mu);
                 q->done = true;
-                pthread_mutex_unlock(&q->mu);
+                pthread_mutex_unlock(&q->run.mu);
                 over = true;
             } else if (op->type == FY_OP_ERROR) {
                 char msg[FY_ERROR_MSG_MAX + 1];
@@ -690,10 +656,10 @@ static void *reverse_main(void *arg)
             }
         }
     }
-    pthread_mutex_lock(&q->mu);
-    q->running--;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_lock(&q->run.mu);
+    q->run.running--;
+    pthread_cond_broadcast(&q->run.cv);
+    pthread_mutex_unlock(&q->run.mu);
     return NULL;
 }
 
@@ -985,9 +951,9 @@ int fy_qstream_source_run(struct fy_session *s,
     q->timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
     q->listen_fd = -1;
     pthread_mutex_init(&q->lock, NULL);
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_mutex_init(&q->tx0, NULL);
-    pthread_cond_init(&q->cv, NULL);
+    pthread_mutex_init(&q->run.mu, NULL);
+    pthread_mutex_init(&q->run.tx0, NULL);
+    pthread_cond_init(&q->run.cv, NULL);
     for (unsigned i = 0; i < q->nch; i++) {
         struct chan *c = &q->ch[i];
         c->q = q;
@@ -1017,28 +983,28 @@ int fy_qstream_source_run(struct fy_session *s,
         struct chan *c = &q->ch[i];
 
         fy_mfd_parser_init(&c->parser, c->multifd);
-        pthread_mutex_lock(&q->mu);
-        q->running += 2;
-        pthread_mutex_unlock(&q->mu);
+        pthread_mutex_lock(&q->run.mu);
+        q->run.running += 2;
+        pthread_mutex_unlock(&q->run.mu);
         c->fwd_started = pthread_create(&c->fwd, NULL, forward_main, c) == 0;
         c->rev_started = pthread_create(&c->rev, NULL, reverse_main, c) == 0;
         if (!c->fwd_started || !c->rev_started) {
-            pthread_mutex_lock(&q->mu);
-            q->running -= !c->fwd_started + !c->rev_started;
-            pthread_mutex_unlock(&q->mu);
+            pthread_mutex_lock(&q->run.mu);
+            q->run.running -= !c->fwd_started + !c->rev_started;
+            pthread_mutex_unlock(&q->run.mu);
             fail(q, FY_E_SYS, "cannot start stream mode threads");
             break;
         }
     }
     /* Wait for every thread, watching for cancellation. */
-    pthread_mutex_lock(&q->mu);
-    while (q->running > 0) {
+    pthread_mutex_lock(&q->run.mu);
+    while (q->run.running > 0) {
         struct timespec ts;
 
-        if (p->cancel && *p->cancel && !q->err) {
-            pthread_mutex_unlock(&q->mu);
+        if (p->cancel && *p->cancel && !q->run.err) {
+            pthread_mutex_unlock(&q->run.mu);
             fail(q, FY_E_CANCELLED, "stream mode migration cancelled");
-            pthread_mutex_lock(&q->mu);
+            pthread_mutex_lock(&q->run.mu);
         }
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000L;
@@ -1046,17 +1012,17 @@ int fy_qstream_source_run(struct fy_session *s,
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        pthread_cond_timedwait(&q->run.cv, &q->run.mu, &ts);
     }
-    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_unlock(&q->run.mu);
     for (unsigned i = 0; i < q->nch; i++) {
         if (q->ch[i].fwd_started)
             pthread_join(q->ch[i].fwd, NULL);
         if (q->ch[i].rev_started)
             pthread_join(q->ch[i].rev, NULL);
     }
-    if (q->err)
-        rc = fy_error(q->err, "%s", q->errmsg);
+    if (q->run.err)
+        rc = fy_error(q->run.err, "%s", q->run.errmsg);
     else if (!q->done)
         rc = fy_error(FY_E_PROTO, "stream mode: the target ended without "
                       "saying it was done");
@@ -1087,9 +1053,9 @@ out:
             fy_error(-rc, "%s", msg);
     }
     pthread_mutex_destroy(&q->lock);
-    pthread_mutex_destroy(&q->mu);
-    pthread_mutex_destroy(&q->tx0);
-    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->run.mu);
+    pthread_mutex_destroy(&q->run.tx0);
+    pthread_cond_destroy(&q->run.cv);
     free(q->ch);
     free(q);
     return rc;

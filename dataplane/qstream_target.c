@@ -79,29 +79,14 @@ struct tgt {
     bool rp_started;
     int rp_stop;           /* atomic: give up on the return path */
     bool rp_eof_sent;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_mutex_t tx0;   /* stream 0's sender: return path, DONE, fail() */
-    int stop;              /* atomic */
-    int err;
-    char errmsg[512];
-    unsigned running;
+    /* run state (tx0: stream 0's senders are the return path, DONE and
+     * fail()) */
+    struct fy_qs_run run;
 };
 
 static bool stopped(struct tgt *q)
 {
-    return __atomic_load_n(&q->stop, __ATOMIC_ACQUIRE);
-}
-
-/* Stream 0's other sender may be in the middle of a small send: wait for
- * it a little, not for a send the peer's backlog keeps blocked. */
-static int lock_tx0(struct tgt *q)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 1;
-    return pthread_mutex_timedlock(&q->tx0, &ts);
+    return fy_qs_stopped(&q->run);
 }
 
 static void fail(struct tgt *q, int code, const char *fmt, ...)
@@ -115,37 +100,20 @@ static void fail(struct tgt *q, int code, const char *fmt, ...)
     va_list ap;
     bool first;
 
-    pthread_mutex_lock(&q->mu);
-    first = q->err == 0;
-    if (first) {
-        q->err = code < 0 ? -code : code;
-        va_start(ap, fmt);
-        vsnprintf(q->errmsg, sizeof(q->errmsg), fmt, ap);
-        va_end(ap);
-    }
-    __atomic_store_n(&q->stop, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    if (!first)
-        return;
-    if (lock_tx0(q) == 0) {
-        struct fy_op e = {.type = FY_OP_ERROR, .offset = (uint64_t)q->err,
-                          .data = q->errmsg, .len = strlen(q->errmsg)};
-        q->s->streams[0]->tx_burst(q->s->streams[0], &e, 1);
-        pthread_mutex_unlock(&q->tx0);
-    }
-    fy_session_shutdown(q->s);
-    for (unsigned i = 0; i < q->nch; i++)
+    va_start(ap, fmt);
+    first = fy_qs_failv(&q->run, q->s, code, fmt, ap);
+    va_end(ap);
+    for (unsigned i = 0; first && i < q->nch; i++)
         if (q->ch[i].fd >= 0)
             shutdown(q->ch[i].fd, SHUT_RDWR);
 }
 
 static void thread_done(struct tgt *q)
 {
-    pthread_mutex_lock(&q->mu);
-    q->running--;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_lock(&q->run.mu);
+    q->run.running--;
+    pthread_cond_broadcast(&q->run.cv);
+    pthread_mutex_unlock(&q->run.mu);
 }
 
 /* ---- rebuilding a channel ------------------------------------------------ */
@@ -159,7 +127,7 @@ static int flush_iov(struct tchan *c)
         c->sum_len += c->iov[i].iov_len;
     }
     if (c->niov > 0)
-        rc = fy_qs_write_all(c->fd, c->iov, c->niov, &c->q->stop);
+        rc = fy_qs_write_all(c->fd, c->iov, c->niov, &c->q->run.stop);
     c->niov = 0;
     if (rc < 0)
         return fy_error(-rc, "channel %u to the destination QEMU: %s",
@@ -435,17 +403,17 @@ static void *rp_main(void *arg)
             /* Closed (or reset after a finished migration): say so. */
             op.offset = FY_QS_EOF;
             op.len = 0;
-            pthread_mutex_lock(&q->tx0);
+            pthread_mutex_lock(&q->run.tx0);
             rc = fy_stream_send_all(q->s->streams[0], &op, 1);
-            pthread_mutex_unlock(&q->tx0);
+            pthread_mutex_unlock(&q->run.tx0);
             q->rp_eof_sent = rc == 0;
             break;
         }
         op.len = (uint64_t)k;
         c->st_local.return_bytes += (uint64_t)k;
-        pthread_mutex_lock(&q->tx0);
+        pthread_mutex_lock(&q->run.tx0);
         rc = fy_stream_send_all(q->s->streams[0], &op, 1);
-        pthread_mutex_unlock(&q->tx0);
+        pthread_mutex_unlock(&q->run.tx0);
         if (rc < 0)
             break;
     }
@@ -660,9 +628,9 @@ int fy_qstream_target_run(struct fy_session *s,
     q->p = p;
     q->nch = s->nstreams;
     q->timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_mutex_init(&q->tx0, NULL);
-    pthread_cond_init(&q->cv, NULL);
+    pthread_mutex_init(&q->run.mu, NULL);
+    pthread_mutex_init(&q->run.tx0, NULL);
+    pthread_cond_init(&q->run.cv, NULL);
     for (unsigned i = 0; i < q->nch; i++) {
         struct tchan *c = &q->ch[i];
         c->q = q;
@@ -683,9 +651,9 @@ int fy_qstream_target_run(struct fy_session *s,
         goto out;
     }
     want = q->nch + 1;
-    pthread_mutex_lock(&q->mu);
-    q->running = want;
-    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_lock(&q->run.mu);
+    q->run.running = want;
+    pthread_mutex_unlock(&q->run.mu);
     for (unsigned i = 0; i < q->nch; i++) {
         q->ch[i].started = pthread_create(&q->ch[i].thr, NULL, chan_main, &q->ch[i]) == 0;
         if (!q->ch[i].started)
@@ -702,16 +670,16 @@ int fy_qstream_target_run(struct fy_session *s,
     {
         int64_t rp_deadline = -1;
 
-        pthread_mutex_lock(&q->mu);
-        while (q->running > 0) {
+        pthread_mutex_lock(&q->run.mu);
+        while (q->run.running > 0) {
             struct timespec ts;
 
-            if (p->cancel && *p->cancel && !q->err) {
-                pthread_mutex_unlock(&q->mu);
+            if (p->cancel && *p->cancel && !q->run.err) {
+                pthread_mutex_unlock(&q->run.mu);
                 fail(q, FY_E_CANCELLED, "stream mode migration cancelled");
-                pthread_mutex_lock(&q->mu);
+                pthread_mutex_lock(&q->run.mu);
             }
-            if (q->running == 1 && q->rp_started && rp_deadline < 0)
+            if (q->run.running == 1 && q->rp_started && rp_deadline < 0)
                 rp_deadline = now_ms() + q->timeout_ms;
             if (rp_deadline >= 0 && now_ms() > rp_deadline)
                 __atomic_store_n(&q->rp_stop, 1, __ATOMIC_RELEASE);
@@ -721,17 +689,17 @@ int fy_qstream_target_run(struct fy_session *s,
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+            pthread_cond_timedwait(&q->run.cv, &q->run.mu, &ts);
         }
-        pthread_mutex_unlock(&q->mu);
+        pthread_mutex_unlock(&q->run.mu);
     }
     for (unsigned i = 0; i < q->nch; i++)
         if (q->ch[i].started)
             pthread_join(q->ch[i].thr, NULL);
     if (q->rp_started)
         pthread_join(q->rp, NULL);
-    if (q->err) {
-        rc = fy_error(q->err, "%s", q->errmsg);
+    if (q->run.err) {
+        rc = fy_error(q->run.err, "%s", q->run.errmsg);
         goto out;
     }
     {
@@ -761,9 +729,9 @@ out:
         if (rc < 0)
             fy_error(-rc, "%s", msg);
     }
-    pthread_mutex_destroy(&q->mu);
-    pthread_mutex_destroy(&q->tx0);
-    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->run.mu);
+    pthread_mutex_destroy(&q->run.tx0);
+    pthread_cond_destroy(&q->run.cv);
     free(q->ch);
     free(q);
     return rc;
