@@ -741,6 +741,20 @@ static int point_at_base(struct mig *m, unsigned i)
     return m->dst->ops->disk_rebase(m->dst, m->disk_paths[i], m->base_paths[i][0]);
 }
 
+/* Copies disk i's active image whole to its target path over the network
+ * 'role' (from address 'src' to 'dst'), pointed at its base there. */
+static int copy_disk(struct mig *m, unsigned i, const char *role, const char *src,
+                     const char *dst)
+{
+    int rc;
+
+    ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
+       m->disk_paths[i], role, dst);
+    if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], src, dst)) < 0)
+        return rc;
+    return point_at_base(m, i);
+}
+
 static void note_net(struct mig *m, enum fy_data_class c, const char *role,
                      const char *addr)
 {
@@ -1107,11 +1121,7 @@ static int a_initiate_source(struct fy_workflow *wf, void *ctx)
     if (m->move_disks && !m->disks_copied && !m->hot_disks) {
         note_net(m, FY_DATA_DISKS_HOT, m->hot_role, m->hot_dst);
         for (unsigned i = 0; i < m->vm.ndisks; i++) {
-            ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
-               m->disk_paths[i], m->hot_role, m->hot_dst);
-            if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], m->hot_src,
-                                m->hot_dst)) < 0 ||
-                (rc = point_at_base(m, i)) < 0)
+            if ((rc = copy_disk(m, i, m->hot_role, m->hot_src, m->hot_dst)) < 0)
                 return rc;
         }
     }
@@ -1301,11 +1311,7 @@ static int a_copy_disks_paused(struct fy_workflow *wf, void *ctx)
     m->side = SRC;
     note_net(m, FY_DATA_DISKS_HOT, m->hot_role, m->hot_dst);
     for (unsigned i = 0; i < m->vm.ndisks; i++) {
-        ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
-           m->disk_paths[i], m->hot_role, m->hot_dst);
-        if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], m->hot_src,
-                            m->hot_dst)) < 0 ||
-            (rc = point_at_base(m, i)) < 0)
+        if ((rc = copy_disk(m, i, m->hot_role, m->hot_src, m->hot_dst)) < 0)
             return rc;
     }
     m->disks_copied = true;
@@ -1451,11 +1457,7 @@ static int a_create_destination_vm(struct fy_workflow *wf, void *ctx)
     if ((rc = copy_backing(m)) < 0)
         return rc;
     for (unsigned i = 0; i < m->vm.ndisks; i++) {
-        ev(m, T, SRC, "Copying disk %s to %s over %s %s", m->vm.disks[i].name,
-           m->disk_paths[i], m->cold_role, m->cold_dst);
-        if ((rc = copy_file(m, m->vm.disks[i].path, m->disk_paths[i], m->cold_src,
-                            m->cold_dst)) < 0 ||
-            (rc = point_at_base(m, i)) < 0)
+        if ((rc = copy_disk(m, i, m->cold_role, m->cold_src, m->cold_dst)) < 0)
             return rc;
         paths[i] = m->disk_paths[i];
     }
